@@ -1,0 +1,215 @@
+//! The process-wide runtime: one wasmtime `Engine` (pooling allocator, epoch interruption, optional fuel
+//! metering), the linker with exactly the host functions a plugin may reach, the compilation cache on disk,
+//! and the global admission limit.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings;
+use crate::error::{LoadError, RuntimeError};
+use crate::inspect::inspect;
+use crate::limits::Limits;
+use crate::plugin::Plugin;
+use crate::state::State;
+use crate::ticker::Ticker;
+
+/// Settings for the whole process. Per-plugin settings are [`Limits`] and [`LoadOptions`].
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Count every WebAssembly instruction (fuel). Required for instruction budgets and the `instructions`
+    /// measurement; costs compute-heavy guests time (see ARCHITECTURE.md for the figures).
+    pub meter_instructions: bool,
+    /// How often running guests check their wall-clock deadline (and yield to other work).
+    pub epoch_tick: Duration,
+    /// Instances that may exist at once (in flight plus pre-instantiated); sizes the pooling allocator.
+    pub max_instances: u32,
+    /// The highest memory cap any plugin may be given.
+    pub max_memory_bytes: u64,
+    /// The largest component accepted.
+    pub max_plugin_bytes: usize,
+    /// Invocations that may execute at once across all plugins.
+    pub max_in_flight: u32,
+    /// Where compiled components are cached, keyed by content hash and engine version.
+    pub cache_dir: Option<PathBuf>,
+    /// A plugin whose instantiation takes longer than this gets pre-instantiated instances ([`Prewarm::Auto`]).
+    pub prewarm_threshold: Duration,
+    /// How many pre-instantiated instances such a plugin keeps ready.
+    pub prewarm_instances: usize,
+    /// Stack available to guest code; deeper recursion traps with `stack_overflow`.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            meter_instructions: true,
+            epoch_tick: Duration::from_millis(1),
+            max_instances: 1000,
+            max_memory_bytes: 1 << 30,
+            max_plugin_bytes: 64 << 20,
+            max_in_flight: 256,
+            cache_dir: None,
+            prewarm_threshold: Duration::from_micros(200),
+            prewarm_instances: 2,
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+/// How many pre-instantiated instances a plugin keeps ready. Each is used once and dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Prewarm {
+    /// Pre-instantiate only when instantiation is slower than [`RuntimeConfig::prewarm_threshold`].
+    #[default]
+    Auto,
+    Off,
+    Instances(usize),
+}
+
+/// How to load one plugin.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub limits: Limits,
+    /// Values the plugin reads with `host.config`.
+    pub config: BTreeMap<String, String>,
+    /// Refuse the component unless its sha256 (hex) is this.
+    pub expected_sha256: Option<String>,
+    pub prewarm: Prewarm,
+}
+
+/// The plugin runtime. Cheap to clone; all clones share one engine.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<State>,
+    pub(crate) ticker: Ticker,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) in_flight: Semaphore,
+    /// Identifies this engine's compiled-code format in cache file names.
+    cache_key: String,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine = Engine::new(&engine_config(&config)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        link(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::CacheDir { path: dir.clone(), source })?;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let cache_key = format!("{:016x}", hasher.finish());
+        let ticker = Ticker::start(engine.clone(), config.epoch_tick)
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        let in_flight = Semaphore::new(config.max_in_flight as usize);
+        Ok(Runtime { shared: Arc::new(Shared { engine, linker, ticker, config, in_flight, cache_key }) })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// The process-wide engine (for tools and benchmarks that compare against raw wasmtime).
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Scans, compiles (or loads from the cache), links and test-instantiates a plugin.
+    pub async fn load(&self, bytes: Vec<u8>, options: LoadOptions) -> Result<Plugin, LoadError> {
+        options.limits.validate(self.shared.config.max_memory_bytes)?;
+        let shared = self.shared.clone();
+        let expected = options.expected_sha256.clone();
+        let (inspection, component) = tokio::task::spawn_blocking(move || {
+            let inspection = inspect(&bytes, shared.config.max_plugin_bytes, expected.as_deref())?;
+            let component = shared.compile(&bytes, &inspection.sha256)?;
+            Ok::<_, LoadError>((inspection, component))
+        })
+        .await
+        .map_err(|e| LoadError::Invalid(format!("compilation crashed: {e}")))??;
+        let pre =
+            self.shared.linker.instantiate_pre(&component).map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
+        let pre = bindings::PluginPre::new(pre).map_err(|e| LoadError::WorldMismatch(format!("{e:#}")))?;
+        Plugin::start(self.shared.clone(), inspection, pre, options).await
+    }
+}
+
+impl Shared {
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        let cached = self.cache_dir().map(|dir| dir.join(format!("{sha256}-{}.cwasm", self.cache_key)));
+        if let Some(path) = cached.as_deref().filter(|p| p.exists()) {
+            // SAFETY: the cache directory is private to plugwatch, files appear in it only by atomic rename
+            // of our own `serialize` output, and deserialization still checks the engine's compatibility.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(component) => return Ok(component),
+                Err(error) => {
+                    tracing::warn!(message = "Discarding unusable cached component.", path = %path.display(), error = %format!("{error:#}"));
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        if let Some(path) = cached
+            && let Err(error) = write_cache(&component, &path)
+        {
+            tracing::warn!(message = "Cannot cache compiled component.", path = %path.display(), %error);
+        }
+        Ok(component)
+    }
+
+    fn cache_dir(&self) -> Option<&Path> {
+        self.config.cache_dir.as_deref()
+    }
+}
+
+fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
+    let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    let instances = config.max_instances;
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(16))
+        .total_memories(instances.saturating_mul(4))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(config.max_in_flight.max(1).saturating_add(8))
+        .max_memory_size(config.max_memory_bytes as usize)
+        .max_memories_per_component(16)
+        .max_tables_per_component(16)
+        .max_core_instances_per_component(64)
+        .table_elements(1 << 16)
+        // Keeping a little memory resident avoids an madvise per instance: measured here to matter under load.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(64 << 10);
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(config.meter_instructions)
+        .max_wasm_stack(config.max_wasm_stack)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
+/// Links what a plugin may reach: the `host` interface, WASI 0.2 (granted nothing per store), and
+/// `wasi:http` whose every request is refused.
+fn link(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    bindings::Plugin::add_to_linker::<State, HasSelf<State>>(linker, |state| state)?;
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    Ok(())
+}

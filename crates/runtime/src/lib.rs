@@ -1,0 +1,36 @@
+//! plugwatch's plugin runtime: loads WebAssembly components built against `wit/plugin.wit`, runs each
+//! invocation in a fresh sandboxed instance under wall-clock, instruction, memory, input, output and log
+//! limits, and returns a record of what happened and what it cost.
+//!
+//! It knows nothing of HTTP, databases or time series: callers get an [`Invocation`] and do what they like
+//! with it. One [`Runtime`] (one wasmtime `Engine`) serves the whole process.
+//!
+//! ```no_run
+//! # async fn demo(bytes: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+//! use plugwatch_runtime::{LoadOptions, Runtime, RuntimeConfig};
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let plugin = runtime.load(bytes, LoadOptions::default()).await?;
+//! let record = plugin.invoke("order.created", br#"{"order_id":"1"}"#).await;
+//! println!("{} in {:?}", record.outcome, record.wall);
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+mod cpu;
+mod engine;
+mod error;
+mod inspect;
+mod limits;
+mod plugin;
+mod record;
+mod state;
+mod ticker;
+
+pub use cpu::thread_cpu_time;
+pub use engine::{LoadOptions, Prewarm, Runtime, RuntimeConfig};
+pub use error::{LoadError, RuntimeError};
+pub use inspect::{ALLOWED_WASI, HANDLE_EXPORT, HOST_INTERFACE, Inspection, hex, import_allowed, inspect};
+pub use limits::*;
+pub use plugin::Plugin;
+pub use record::{Invocation, Level, LogLine, LogSource, Outcome, UnknownOutcome};
+pub use state::PluginConfig;

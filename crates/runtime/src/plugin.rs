@@ -1,0 +1,423 @@
+//! A loaded plugin and the path of one invocation: admission, a fresh instance, the call under every limit,
+//! and the record of what happened.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use crate::bindings::{self, PluginPre};
+use crate::cpu::CpuMetered;
+use crate::engine::{LoadOptions, Prewarm, Shared};
+use crate::error::LoadError;
+use crate::inspect::Inspection;
+use crate::limits::Limits;
+use crate::record::{Invocation, Outcome};
+use crate::state::{PluginConfig, State};
+
+/// Fuel given when a plugin has no budget: effectively unlimited, still measured.
+const UNLIMITED_FUEL: u64 = i64::MAX as u64;
+/// Longest `detail` message kept in a record.
+const MAX_DETAIL_BYTES: usize = 4096;
+/// Instantiating an instance ahead of use may take at most this long (or the plugin's timeout, if longer).
+const PREWARM_DEADLINE: Duration = Duration::from_secs(2);
+
+/// A loaded, validated plugin. Cheap to clone; invocations may run concurrently.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// This plugin, weakly: background refills stop once the plugin is dropped.
+    me: Weak<Inner>,
+    shared: Arc<Shared>,
+    inspection: Inspection,
+    pre: PluginPre<State>,
+    limits: Limits,
+    config: PluginConfig,
+    slots: Semaphore,
+    waiting: AtomicU32,
+    cold_start: Duration,
+    warm: WarmPool,
+}
+
+/// Instances made ahead of time, each used by exactly one invocation and then dropped.
+struct WarmPool {
+    target: usize,
+    ready: Mutex<Vec<Warm>>,
+    refilling: AtomicBool,
+}
+
+struct Warm {
+    store: Store<State>,
+    instance: bindings::Plugin,
+}
+
+impl Plugin {
+    pub(crate) async fn start(
+        shared: Arc<Shared>,
+        inspection: Inspection,
+        pre: PluginPre<State>,
+        options: LoadOptions,
+    ) -> Result<Plugin, LoadError> {
+        let config: PluginConfig = Arc::new(options.config);
+        let limits = options.limits;
+        // One trial instantiation: proves the component starts within its limits and measures its cold start.
+        let cold_start = {
+            let _active = shared.ticker.active();
+            let deadline = Instant::now() + PREWARM_DEADLINE.max(limits.timeout);
+            let mut store = new_store(&shared, &config, &limits, deadline);
+            let started = Instant::now();
+            pre.instantiate_async(&mut store).await.map_err(|e| {
+                if store.data().meter.hit {
+                    LoadError::Instantiation(format!(
+                        "its initial memory is over the cap of {} bytes",
+                        limits.memory_bytes
+                    ))
+                } else {
+                    LoadError::Instantiation(format!("{e:#}"))
+                }
+            })?;
+            started.elapsed()
+        };
+        let target = match options.prewarm {
+            Prewarm::Off => 0,
+            Prewarm::Instances(n) => n,
+            Prewarm::Auto if cold_start > shared.config.prewarm_threshold => shared.config.prewarm_instances,
+            Prewarm::Auto => 0,
+        };
+        let plugin = Plugin {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
+                slots: Semaphore::new(limits.max_concurrency as usize),
+                waiting: AtomicU32::new(0),
+                shared,
+                inspection,
+                pre,
+                limits,
+                config,
+                cold_start,
+                warm: WarmPool { target, ready: Mutex::new(Vec::new()), refilling: AtomicBool::new(false) },
+            }),
+        };
+        plugin.inner.refill();
+        Ok(plugin)
+    }
+
+    /// Lowercase hex sha256 of the component.
+    pub fn sha256(&self) -> &str {
+        &self.inner.inspection.sha256
+    }
+
+    /// Size of the component in bytes.
+    pub fn size(&self) -> usize {
+        self.inner.inspection.size
+    }
+
+    /// The component's imports.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.inspection.imports
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// How long one instantiation took when the plugin was loaded.
+    pub fn cold_start(&self) -> Duration {
+        self.inner.cold_start
+    }
+
+    /// How many pre-instantiated instances this plugin keeps ready.
+    pub fn prewarm_target(&self) -> usize {
+        self.inner.warm.target
+    }
+
+    /// How many pre-instantiated instances are ready now.
+    pub fn prewarmed(&self) -> usize {
+        self.inner.warm.lock().len()
+    }
+
+    /// Invocations of this plugin executing now.
+    pub fn in_flight(&self) -> u32 {
+        self.inner.limits.max_concurrency - self.inner.slots.available_permits() as u32
+    }
+
+    /// Invocations of this plugin waiting for a slot now.
+    pub fn queued(&self) -> u32 {
+        self.inner.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Runs the plugin once in a fresh instance and returns what happened and what it cost.
+    /// Never fails: every failure is an [`Outcome`] in the record.
+    pub async fn invoke(&self, hook: &str, input: &[u8]) -> Invocation {
+        let inner = &*self.inner;
+        let admitted = Instant::now();
+        let mut record = Invocation::new(SystemTime::now(), input.len());
+        if input.len() > inner.limits.max_input_bytes {
+            record.fail(
+                Outcome::InputTooLarge,
+                format!("input is {} bytes, over the limit of {} bytes", input.len(), inner.limits.max_input_bytes),
+            );
+            record.wall = admitted.elapsed();
+            return record;
+        }
+        let Some(_permits) = inner.admit(admitted + inner.limits.timeout).await else {
+            record.fail(
+                Outcome::Rejected,
+                format!(
+                    "overloaded: {} running and {} queued (the plugin's concurrency and queue limits)",
+                    inner.limits.max_concurrency, inner.limits.max_queue
+                ),
+            );
+            record.wall = admitted.elapsed();
+            record.queued = record.wall;
+            return record;
+        };
+        record.queued = admitted.elapsed();
+
+        let _active = inner.shared.ticker.active();
+        let ((result, store, instantiate), cpu) = CpuMetered::new(inner.execute(hook, input)).await;
+        record.cpu = cpu;
+        record.instantiate = instantiate;
+        inner.finish(&mut record, result, &store);
+        drop(store);
+        record.wall = admitted.elapsed();
+        record
+    }
+}
+
+type CallResult = wasmtime::Result<Result<Vec<u8>, String>>;
+
+impl Inner {
+    /// Takes a concurrency slot for this plugin and one in the process, waiting in a bounded queue at most
+    /// until `wait_until`. `None` means the invocation must be rejected.
+    async fn admit(&self, wait_until: Instant) -> Option<(SemaphorePermit<'_>, SemaphorePermit<'_>)> {
+        let own = match self.slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queue {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return None;
+                }
+                let permit = tokio::time::timeout_at(wait_until.into(), self.slots.acquire()).await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                permit.ok()?.ok()?
+            }
+        };
+        let global = match self.shared.in_flight.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout_at(wait_until.into(), self.shared.in_flight.acquire()).await.ok()?.ok()?,
+        };
+        Some((own, global))
+    }
+
+    /// Gets an instance (pre-instantiated or fresh) and calls `handle` under the plugin's limits.
+    async fn execute(&self, hook: &str, input: &[u8]) -> (CallResult, Store<State>, Duration) {
+        let start = Instant::now();
+        let deadline = start + self.limits.timeout;
+        let warm = self.warm.take();
+        if warm.is_some() {
+            self.refill();
+        }
+        let (mut store, instance, instantiate) = match warm {
+            Some(Warm { mut store, instance }) => {
+                store.data_mut().deadline = deadline;
+                (store, instance, Duration::ZERO)
+            }
+            None => {
+                let mut store = new_store(&self.shared, &self.config, &self.limits, deadline);
+                match self.pre.instantiate_async(&mut store).await {
+                    Ok(instance) => (store, instance, start.elapsed()),
+                    Err(error) => return (Err(error), store, start.elapsed()),
+                }
+            }
+        };
+        store.data().log.restart_clock(start);
+        if self.shared.config.meter_instructions {
+            store.set_fuel(self.fuel_budget()).expect("fuel metering is enabled");
+        }
+        let result = instance.call_handle(&mut store, hook, input).await;
+        (result, store, instantiate)
+    }
+
+    fn fuel_budget(&self) -> u64 {
+        self.limits.fuel.unwrap_or(UNLIMITED_FUEL)
+    }
+
+    /// Turns the call's result and the store's meters into the record.
+    fn finish(&self, record: &mut Invocation, result: CallResult, store: &Store<State>) {
+        let state = store.data();
+        record.memory_peak_bytes = state.meter.peak;
+        if self.shared.config.meter_instructions {
+            record.instructions = store.get_fuel().ok().map(|left| self.fuel_budget().saturating_sub(left));
+        }
+        (record.logs, record.logs_dropped_bytes) = state.log.take();
+        match result {
+            Ok(Ok(output)) => {
+                record.output_bytes = output.len() as u64;
+                if output.len() > self.limits.max_output_bytes {
+                    record.fail(
+                        Outcome::OutputTooLarge,
+                        format!(
+                            "output is {} bytes, over the limit of {} bytes",
+                            output.len(),
+                            self.limits.max_output_bytes
+                        ),
+                    );
+                } else {
+                    record.output = Some(output);
+                }
+            }
+            Ok(Err(message)) => record.fail(Outcome::PluginError, truncate(message)),
+            Err(error) => self.classify(record, &error, state),
+        }
+    }
+
+    fn classify(&self, record: &mut Invocation, error: &wasmtime::Error, state: &State) {
+        if state.timed_out {
+            record.fail(Outcome::Timeout, format!("exceeded the wall-clock limit of {:?}", self.limits.timeout));
+        } else if state.meter.hit {
+            record.fail(
+                Outcome::MemoryLimit,
+                format!("tried to grow linear memory past the cap of {} bytes", self.limits.memory_bytes),
+            );
+        } else if error.downcast_ref::<Trap>() == Some(&Trap::OutOfFuel) {
+            record.fail(Outcome::FuelExhausted, format!("exhausted its instruction budget of {}", self.fuel_budget()));
+        } else if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            record.trap_kind = Some("exit".into());
+            record.fail(Outcome::Trap, format!("the plugin called exit({})", exit.0));
+        } else {
+            record.trap_kind = Some(match error.downcast_ref::<Trap>() {
+                Some(trap) => snake_case(&format!("{trap:?}")),
+                None => "host_error".into(),
+            });
+            record.fail(Outcome::Trap, truncate(format!("{error:#}")));
+        }
+    }
+
+    /// Starts refilling the pool of pre-instantiated instances, unless a refill is already running.
+    fn refill(&self) {
+        if self.warm.target == 0 || self.warm.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.warm.refilling.store(false, Ordering::Release);
+            return;
+        };
+        let weak = self.me.clone();
+        runtime.spawn(async move {
+            while let Some(inner) = weak.upgrade() {
+                if inner.warm.lock().len() >= inner.warm.target {
+                    inner.warm.refilling.store(false, Ordering::Release);
+                    // A taker may have emptied the pool between the check and the store.
+                    if inner.warm.lock().len() >= inner.warm.target
+                        || inner.warm.refilling.swap(true, Ordering::AcqRel)
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                match inner.prewarm_one().await {
+                    Ok(warm) => inner.warm.lock().push(warm),
+                    Err(error) => {
+                        tracing::warn!(message = "Pre-instantiation failed.", plugin = %inner.inspection.sha256, error = %format!("{error:#}"));
+                        inner.warm.refilling.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn prewarm_one(&self) -> wasmtime::Result<Warm> {
+        let _active = self.shared.ticker.active();
+        let deadline = Instant::now() + PREWARM_DEADLINE.max(self.limits.timeout);
+        let mut store = new_store(&self.shared, &self.config, &self.limits, deadline);
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        Ok(Warm { store, instance })
+    }
+}
+
+impl WarmPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Warm>> {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self) -> Option<Warm> {
+        if self.target == 0 {
+            return None;
+        }
+        self.lock().pop()
+    }
+}
+
+/// A fresh store with the plugin's limits: memory cap, log budget, fuel, and the deadline check that runs
+/// on every epoch tick (and lets other work run in between).
+fn new_store(shared: &Shared, config: &PluginConfig, limits: &Limits, deadline: Instant) -> Store<State> {
+    let state = State::new(config.clone(), limits.memory_bytes, limits.max_log_bytes, deadline);
+    let mut store = Store::new(&shared.engine, state);
+    store.limiter(|state| &mut state.meter);
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if Instant::now() >= state.deadline {
+            state.timed_out = true;
+            return Err(wasmtime::Error::msg("wall-clock limit reached"));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store.set_epoch_deadline(1);
+    if shared.config.meter_instructions {
+        store.set_fuel(limits.fuel.unwrap_or(UNLIMITED_FUEL)).expect("fuel metering is enabled");
+    }
+    store
+}
+
+/// `MemoryOutOfBounds` → `memory_out_of_bounds`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_DETAIL_BYTES {
+        let mut end = MAX_DETAIL_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trap_names_become_snake_case() {
+        assert_eq!(snake_case("UnreachableCodeReached"), "unreachable_code_reached");
+        assert_eq!(snake_case("StackOverflow"), "stack_overflow");
+    }
+
+    #[test]
+    fn long_details_are_cut_on_a_char_boundary() {
+        let cut = truncate("é".repeat(MAX_DETAIL_BYTES));
+        assert!(cut.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+    }
+}
