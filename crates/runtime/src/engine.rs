@@ -175,7 +175,9 @@ impl Shared {
 
 fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
     let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{unique}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }

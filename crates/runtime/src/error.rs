@@ -27,8 +27,6 @@ pub enum LoadError {
         "the component does not export `handle`: a plugin must export `handle: func(hook: string, input: list<u8>) -> result<list<u8>, string>`"
     )]
     MissingExport,
-    #[error("unexpected export `{0}`: a plugin exports only `handle`")]
-    UnexpectedExport(String),
     #[error("the component does not match the plugwatch:plugin world: {0}")]
     WorldMismatch(String),
     #[error("the plugin failed to instantiate: {0}")]

@@ -42,7 +42,7 @@ pub const ALLOWED_WASI: &[&str] = &[
     "wasi:http/outgoing-handler",
 ];
 
-/// The only export a plugin has.
+/// The export the host calls.
 pub const HANDLE_EXPORT: &str = "handle";
 
 /// What the scan learned about a component.
@@ -53,6 +53,9 @@ pub struct Inspection {
     pub size: usize,
     /// The component's top-level imports, as written in the binary.
     pub imports: Vec<String>,
+    /// The component's top-level exports. Only `handle` is ever called; toolchains may add others
+    /// (componentize-py exports its build-time `exports` interface).
+    pub exports: Vec<String>,
 }
 
 /// Checks a component without compiling it.
@@ -105,13 +108,10 @@ pub fn inspect(bytes: &[u8], max_size: usize, expected_sha256: Option<&str>) -> 
     if let Some(bad) = imports.iter().find(|name| !import_allowed(name)) {
         return Err(LoadError::ForbiddenImport(bad.clone()));
     }
-    if let Some(extra) = exports.iter().find(|name| *name != HANDLE_EXPORT) {
-        return Err(LoadError::UnexpectedExport(extra.clone()));
-    }
     if !exports.iter().any(|name| name == HANDLE_EXPORT) {
         return Err(LoadError::MissingExport);
     }
-    Ok(Inspection { sha256, size: bytes.len(), imports })
+    Ok(Inspection { sha256, size: bytes.len(), imports, exports })
 }
 
 /// Whether a plugin may import `name` (`namespace:package/interface@version`).

@@ -122,6 +122,11 @@ impl Plugin {
         &self.inner.inspection.imports
     }
 
+    /// The component's exports (`handle`, and whatever its toolchain added).
+    pub fn exports(&self) -> &[String] {
+        &self.inner.inspection.exports
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
     }
@@ -226,6 +231,7 @@ impl Inner {
         let (mut store, instance, instantiate) = match warm {
             Some(Warm { mut store, instance }) => {
                 store.data_mut().deadline = deadline;
+                store.data().log.restart_clock(start);
                 (store, instance, Duration::ZERO)
             }
             None => {
@@ -236,7 +242,6 @@ impl Inner {
                 }
             }
         };
-        store.data().log.restart_clock(start);
         if self.shared.config.meter_instructions {
             store.set_fuel(self.fuel_budget()).expect("fuel metering is enabled");
         }
@@ -252,7 +257,10 @@ impl Inner {
     fn finish(&self, record: &mut Invocation, result: CallResult, store: &Store<State>) {
         let state = store.data();
         record.memory_peak_bytes = state.meter.peak;
-        if self.shared.config.meter_instructions {
+        // When the deadline stops a guest, wasmtime has not written back the fuel the running function
+        // consumed since its last call (the epoch check does not flush it), so the count would be far too
+        // low: report none rather than a wrong figure.
+        if self.shared.config.meter_instructions && !state.timed_out {
             record.instructions = store.get_fuel().ok().map(|left| self.fuel_budget().saturating_sub(left));
         }
         (record.logs, record.logs_dropped_bytes) = state.log.take();

@@ -160,7 +160,8 @@ pub struct Invocation {
     pub instantiate: Duration,
     /// CPU time consumed by the threads executing this invocation.
     pub cpu: Duration,
-    /// WebAssembly instructions executed by the call (fuel consumed), when the engine meters them.
+    /// WebAssembly instructions executed by the call (fuel consumed), when the engine meters them. Not known
+    /// for `timeout`: wasmtime does not flush the fuel counter when the deadline interrupts a guest.
     pub instructions: Option<u64>,
     /// Peak total linear memory of the instance, in bytes.
     pub memory_peak_bytes: u64,

@@ -42,7 +42,7 @@ impl State {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             http_hooks: DenyAllHttp,
-            log: LogBuffer::new(max_log_bytes),
+            log: LogBuffer::new(max_log_bytes, Instant::now()),
             meter: MemoryMeter { cap: memory_cap, total: 0, peak: 0, hit: false },
             config,
             deadline,
@@ -175,13 +175,13 @@ struct LogState {
 }
 
 impl LogBuffer {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, start: Instant) -> Self {
         LogBuffer(Arc::new(Mutex::new(LogState {
             lines: Vec::new(),
             used: 0,
             cap,
             dropped_bytes: 0,
-            start: Instant::now(),
+            start,
             partial: [Vec::new(), Vec::new()],
         })))
     }
@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn log_is_bounded_and_counts_what_it_drops() {
-        let buf = LogBuffer::new(10);
+        let buf = LogBuffer::new(10, Instant::now());
         buf.push(Level::Info, LogSource::Host, "hello");
         buf.push(Level::Info, LogSource::Host, "world!");
         buf.push(Level::Info, LogSource::Host, "more");
@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn stream_text_is_split_into_lines_and_the_tail_flushed() {
-        let buf = LogBuffer::new(1024);
+        let buf = LogBuffer::new(1024, Instant::now());
         buf.write_stream(LogSource::Stdout, b"one\ntw");
         buf.write_stream(LogSource::Stdout, b"o\nthree");
         buf.write_stream(LogSource::Stderr, b"oops\r\n");
@@ -354,7 +354,7 @@ mod tests {
 
     #[test]
     fn truncation_respects_utf8_boundaries() {
-        let buf = LogBuffer::new(4);
+        let buf = LogBuffer::new(4, Instant::now());
         buf.push(Level::Info, LogSource::Host, "한국");
         let (lines, _) = messages(&buf);
         assert_eq!(lines, ["한"]);

@@ -1,1 +1,157 @@
-//! placeholder
+//! Real guests: the example plugins (Python via componentize-py, JavaScript via componentize-js) and the
+//! hostile fixtures, in the same sandbox the server uses.
+
+use std::path::Path;
+
+use plugwatch_runtime::{Limits, LoadOptions, LogSource, Outcome, Plugin, Prewarm, Runtime};
+
+use crate::support::*;
+
+const ORDER: &str = r#"{"order_id":"ord-1001","customer_id":"cust-42","customer_tier":"gold","restaurant_id":"rest-7","currency":"KRW","items":[{"sku":"bulgogi-bowl","name":"Bulgogi bowl","quantity":2,"unit_price":12500}],"promo_code":"WELCOME10"}"#;
+
+fn committed_example(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/plugins/{name}/{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+async fn load_with(runtime: &Runtime, bytes: Vec<u8>, limits: Limits) -> Plugin {
+    runtime.load(bytes, LoadOptions { limits, prewarm: Prewarm::Off, ..LoadOptions::default() }).await.unwrap()
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+#[tokio::test]
+async fn the_committed_example_plugins_match_a_fresh_build() {
+    for name in ["promo-discount", "loyalty-points"] {
+        let committed = committed_example(name);
+        let fresh = built_plugin(name);
+        assert!(
+            committed == fresh,
+            "examples/plugins/{name}/{name}.wasm is stale: rebuild and commit it with `cargo xtask plugins --bless`"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_python_promo_plugin_discounts_an_order_and_refuses_bad_input() {
+    let runtime = runtime();
+    let plugin = load_with(&runtime, committed_example("promo-discount"), Limits::default()).await;
+    let record = plugin.invoke("order.pricing", ORDER.as_bytes()).await;
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    let order = json(record.output.as_deref().unwrap());
+    assert_eq!(order["subtotal"], 25000);
+    assert_eq!(order["total"], 22500);
+    assert_eq!(order["discounts"][0]["code"], "WELCOME10");
+    assert!(record.logs.iter().any(|l| l.source == LogSource::Host && l.message.contains("WELCOME10")));
+    assert!(record.instructions.unwrap() > 10_000, "the interpreter did real work");
+    assert!(record.memory_peak_bytes > 1 << 20, "the Python heap is in linear memory");
+
+    let bad = ORDER.replace(r#""quantity":2"#, r#""quantity":-1"#);
+    let record = plugin.invoke("order.pricing", bad.as_bytes()).await;
+    assert_eq!(record.outcome, Outcome::PluginError);
+    assert!(record.detail.as_deref().unwrap().contains("items[0].quantity"), "{:?}", record.detail);
+}
+
+#[tokio::test]
+async fn the_javascript_loyalty_plugin_adds_points_and_reads_its_config() {
+    let runtime = runtime();
+    let options = LoadOptions {
+        config: [("points_per_1000".to_owned(), "20".to_owned())].into(),
+        prewarm: Prewarm::Off,
+        ..LoadOptions::default()
+    };
+    let plugin = runtime.load(committed_example("loyalty-points"), options).await.unwrap();
+    let record = plugin.invoke("order.completed", ORDER.as_bytes()).await;
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    let order = json(record.output.as_deref().unwrap());
+    // 25000 × 20/1000 × 2 (gold)
+    assert_eq!(order["loyalty"]["points_earned"], 1000, "{order}");
+    let record = plugin.invoke("order.completed", b"{not json").await;
+    assert_eq!(record.outcome, Outcome::PluginError, "{record:?}");
+}
+
+#[tokio::test]
+async fn slow_to_instantiate_plugins_are_prewarmed_and_served_from_the_pool() {
+    let runtime = runtime();
+    let plugin = runtime.load(committed_example("promo-discount"), LoadOptions::default()).await.unwrap();
+    assert!(plugin.cold_start() > runtime.config().prewarm_threshold, "{:?}", plugin.cold_start());
+    assert_eq!(plugin.prewarm_target(), runtime.config().prewarm_instances);
+    while plugin.prewarmed() < plugin.prewarm_target() {
+        tokio::time::sleep(ms(5)).await;
+    }
+    let record = plugin.invoke("order.pricing", ORDER.as_bytes()).await;
+    assert_eq!(record.outcome, Outcome::Ok);
+    assert_eq!(record.instantiate, std::time::Duration::ZERO, "served by a pre-instantiated instance");
+    // Each instance serves one invocation: the pool refills rather than reusing.
+    while plugin.prewarmed() < plugin.prewarm_target() {
+        tokio::time::sleep(ms(5)).await;
+    }
+    let again = plugin.invoke("order.pricing", ORDER.as_bytes()).await;
+    assert_eq!(again.output, record.output);
+}
+
+#[tokio::test]
+async fn a_python_guest_can_reach_no_file_environment_or_socket() {
+    let runtime = runtime();
+    let plugin = load_with(&runtime, built_plugin("escape-py"), Limits::default()).await;
+    let record = plugin.invoke("probe", b"").await;
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    let report = json(record.output.as_deref().unwrap());
+    assert!(report["file"].as_str().unwrap().starts_with("error: FileNotFoundError"), "{report}");
+    assert!(report["listdir"].as_str().unwrap().starts_with("error:"), "{report}");
+    assert_eq!(report["env"]["count"], 0, "{report}");
+    assert_eq!(report["env"]["HOME"], false);
+    assert!(report["socket"].as_str().unwrap().starts_with("error:"), "{report}");
+    assert!(report["socket_connect"].as_str().unwrap().starts_with("error: PermissionError"), "{report}");
+}
+
+#[tokio::test]
+async fn python_stdout_lands_in_the_invocation_log() {
+    let runtime = runtime();
+    let plugin = load_with(&runtime, built_plugin("escape-py"), Limits::default()).await;
+    let record = plugin.invoke("stdout", b"").await;
+    assert_eq!(record.outcome, Outcome::Ok);
+    let lines: Vec<_> = record.logs.iter().filter(|l| l.source == LogSource::Stdout).collect();
+    assert_eq!(lines.len(), 10, "{:?}", record.logs);
+    assert!(lines[0].message.contains("line 1"));
+}
+
+#[tokio::test]
+async fn python_cpu_memory_and_stack_bombs_are_contained() {
+    let runtime = runtime();
+    let limits = Limits { timeout: ms(200), fuel: None, memory_bytes: 48 << 20, ..Limits::default() };
+    let plugin = load_with(&runtime, built_plugin("escape-py"), limits.clone()).await;
+
+    let record = plugin.invoke("loop", b"").await;
+    assert_eq!(record.outcome, Outcome::Timeout, "{record:?}");
+
+    let record = plugin.invoke("alloc", b"").await;
+    assert_eq!(record.outcome, Outcome::MemoryLimit, "{record:?}");
+    assert!(record.memory_peak_bytes <= 48 << 20);
+
+    // Python keeps its frames in linear memory: unbounded recursion exhausts the memory cap.
+    let record = plugin.invoke("recurse", b"").await;
+    assert_eq!(record.outcome, Outcome::MemoryLimit, "{record:?}");
+
+    // The plugin still works after each of those.
+    assert_eq!(plugin.invoke("echo", b"still here").await.output.as_deref(), Some(&b"still here"[..]));
+
+    let fuelled = load_with(&runtime, built_plugin("escape-py"), Limits { fuel: Some(50_000_000), ..limits }).await;
+    let record = fuelled.invoke("loop", b"").await;
+    assert_eq!(record.outcome, Outcome::FuelExhausted, "{record:?}");
+}
+
+#[tokio::test]
+async fn a_javascript_guests_fetch_is_refused() {
+    let runtime = runtime();
+    let plugin = load_with(&runtime, built_plugin("escape-js"), Limits::default()).await;
+    assert!(plugin.imports().iter().any(|i| i.starts_with("wasi:http/outgoing-handler@")));
+    let record = plugin.invoke("fetch", b"").await;
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    let report = json(record.output.as_deref().unwrap());
+    assert_eq!(report["outcome"], "rejected", "{report}");
+    let record = plugin.invoke("env", b"").await;
+    assert_eq!(json(record.output.as_deref().unwrap())["typeof_process"], "undefined");
+}

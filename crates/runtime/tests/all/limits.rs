@@ -40,6 +40,7 @@ async fn an_infinite_loop_is_stopped_by_the_wall_clock_limit() {
     assert!(record.wall >= ms(50), "stopped before its limit: {:?}", record.wall);
     assert!(record.wall < ms(2000), "not stopped promptly: {:?}", record.wall);
     assert!(record.cpu >= ms(10), "the loop burned CPU: {:?}", record.cpu);
+    assert_eq!(record.instructions, None, "not known when the deadline interrupts");
 }
 
 #[tokio::test]
