@@ -1,0 +1,118 @@
+//! `cargo xtask`: plugwatch's development automation, in Rust rather than a pile of shell scripts.
+//!
+//! - `cargo xtask test`: the one command that installs what the tests need and runs them all (CI runs it).
+//! - `cargo xtask plugins [--bless]`: build the example plugins and test guests into `target/plugins`;
+//!   `--bless` also replaces the committed example components with the fresh build.
+//! - `cargo xtask tools`: install the guest toolchains (componentize-py into a venv, componentize-js via npm).
+//! - `cargo xtask bench`: run the criterion benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The example plugins whose built components are committed (the demo loads them).
+const EXAMPLES: &[&str] = &["promo-discount", "loyalty-points"];
+
+fn main() -> std::process::ExitCode {
+    match dispatch() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("\nxtask: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root),
+        Some("plugins") => plugins(&root, args.iter().any(|a| a == "--bless")),
+        Some("tools") => tools(&root),
+        Some("bench") => run(Command::new("cargo").args(["bench", "--workspace"]).args(&args[1..])),
+        _ => {
+            eprintln!("usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args]>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+/// Everything CI checks, in order from cheapest to dearest.
+fn test(root: &Path) -> anyhow::Result<()> {
+    step("formatting", Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    tools(root)?;
+    plugins(root, false)?;
+    step(
+        "clippy",
+        Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+    )?;
+    // `--all-targets` also runs each benchmark once, in test mode, so they cannot rot.
+    step("tests", Command::new("cargo").args(["test", "--workspace", "--all-targets", "--locked"]))?;
+    step("doc tests", Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
+    println!("\nxtask: all checks passed");
+    Ok(())
+}
+
+/// Installs componentize-py (pinned in requirements.txt) into target/tools/venv and componentize-js
+/// (pinned in package-lock.json) into examples/plugins/node_modules, unless already installed from the
+/// same pins.
+fn tools(root: &Path) -> anyhow::Result<()> {
+    let plugins = root.join("examples/plugins");
+    let venv = root.join("target/tools/venv");
+    let requirements = std::fs::read(plugins.join("requirements.txt"))?;
+    let stamp = venv.join(".installed-requirements");
+    if std::fs::read(&stamp).ok().as_deref() != Some(&requirements[..]) {
+        step("python venv", Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        step(
+            "componentize-py",
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(plugins.join("requirements.txt")),
+        )?;
+        std::fs::write(&stamp, &requirements)?;
+    }
+    let lock = std::fs::read(plugins.join("package-lock.json"))?;
+    let stamp = plugins.join("node_modules/.installed-lock");
+    if std::fs::read(&stamp).ok().as_deref() != Some(&lock[..]) {
+        step("componentize-js", Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&plugins))?;
+        std::fs::write(&stamp, &lock)?;
+    }
+    Ok(())
+}
+
+/// Builds every guest into target/plugins; with `bless`, copies the examples over their committed copies.
+/// (The test `the_committed_example_plugins_match_a_fresh_build` fails while a committed copy is stale.)
+fn plugins(root: &Path, bless: bool) -> anyhow::Result<()> {
+    tools(root)?;
+    let out = root.join("target/plugins");
+    step("guest plugins", Command::new(root.join("examples/plugins/build-all.sh")).arg(&out))?;
+    if bless {
+        for name in EXAMPLES {
+            let committed = root.join(format!("examples/plugins/{name}/{name}.wasm"));
+            std::fs::copy(out.join(format!("{name}.wasm")), &committed)
+                .with_context(|| format!("cannot update {}", committed.display()))?;
+            println!("xtask: updated {}", committed.display());
+        }
+    }
+    Ok(())
+}
+
+fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
+    println!("\nxtask: {name}");
+    run(command).with_context(|| format!("step `{name}` failed"))
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command.status().with_context(|| format!("cannot start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} exited with {status}");
+    }
+    Ok(())
+}
