@@ -26,12 +26,14 @@ pin_project_lite::pin_project! {
         inner: F,
         cpu: Duration,
         polls: u32,
+        first_poll: Instant,
     }
 }
 
 impl<F> CpuMetered<F> {
-    pub(crate) fn new(inner: F) -> Self {
-        CpuMetered { inner, cpu: Duration::ZERO, polls: 0 }
+    /// `now` is the caller's latest clock reading, taken just before the first poll (it saves a read).
+    pub(crate) fn starting_at(now: Instant, inner: F) -> Self {
+        CpuMetered { inner, cpu: Duration::ZERO, polls: 0, first_poll: now }
     }
 }
 
@@ -42,9 +44,8 @@ impl<F: Future> Future for CpuMetered<F> {
         let this = self.project();
         *this.polls += 1;
         let result = if *this.polls == 1 {
-            let start = Instant::now();
             let result = this.inner.poll(cx);
-            *this.cpu += start.elapsed();
+            *this.cpu += this.first_poll.elapsed();
             result
         } else {
             let start = thread_cpu_time();

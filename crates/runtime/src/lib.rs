@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod bindings;
 mod cpu;
 mod engine;

@@ -1,13 +1,13 @@
 //! A loaded plugin and the path of one invocation: admission, a fresh instance, the call under every limit,
 //! and the record of what happened.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use crate::admission::{Slot, Slots};
 use crate::bindings::{self, PluginPre};
 use crate::cpu::CpuMetered;
 use crate::engine::{LoadOptions, Prewarm, Shared};
@@ -38,8 +38,7 @@ struct Inner {
     pre: PluginPre<State>,
     limits: Limits,
     config: PluginConfig,
-    slots: Semaphore,
-    waiting: AtomicU32,
+    slots: Slots,
     cold_start: Duration,
     warm: WarmPool,
 }
@@ -68,9 +67,9 @@ impl Plugin {
         // One trial instantiation: proves the component starts within its limits and measures its cold start.
         let cold_start = {
             let _active = shared.ticker.active();
-            let deadline = Instant::now() + PREWARM_DEADLINE.max(limits.timeout);
-            let mut store = new_store(&shared, &config, &limits, deadline);
             let started = Instant::now();
+            let mut store =
+                new_store(&shared, &config, &limits, started, started + PREWARM_DEADLINE.max(limits.timeout));
             pre.instantiate_async(&mut store).await.map_err(|e| {
                 if store.data().meter.hit {
                     LoadError::Instantiation(format!(
@@ -92,8 +91,7 @@ impl Plugin {
         let plugin = Plugin {
             inner: Arc::new_cyclic(|me| Inner {
                 me: me.clone(),
-                slots: Semaphore::new(limits.max_concurrency as usize),
-                waiting: AtomicU32::new(0),
+                slots: Slots::new(limits.max_concurrency, limits.max_queue),
                 shared,
                 inspection,
                 pre,
@@ -148,12 +146,12 @@ impl Plugin {
 
     /// Invocations of this plugin executing now.
     pub fn in_flight(&self) -> u32 {
-        self.inner.limits.max_concurrency - self.inner.slots.available_permits() as u32
+        self.inner.slots.in_use()
     }
 
     /// Invocations of this plugin waiting for a slot now.
     pub fn queued(&self) -> u32 {
-        self.inner.waiting.load(Ordering::Relaxed)
+        self.inner.slots.waiting()
     }
 
     /// Runs the plugin once in a fresh instance and returns what happened and what it cost.
@@ -170,7 +168,7 @@ impl Plugin {
             record.wall = admitted.elapsed();
             return record;
         }
-        let Some(_permits) = inner.admit(admitted + inner.limits.timeout).await else {
+        let Some((_own, _global, waited)) = inner.admit(admitted + inner.limits.timeout).await else {
             record.fail(
                 Outcome::Rejected,
                 format!(
@@ -182,10 +180,13 @@ impl Plugin {
             record.queued = record.wall;
             return record;
         };
-        record.queued = admitted.elapsed();
+        // Clock reads cost ~20 ns each: reuse the admission reading unless the invocation had to wait.
+        let start = if waited { Instant::now() } else { admitted };
+        record.queued = start - admitted;
 
         let _active = inner.shared.ticker.active();
-        let ((result, store, instantiate), cpu) = CpuMetered::new(inner.execute(hook, input)).await;
+        let ((result, store, instantiate), cpu) =
+            CpuMetered::starting_at(start, inner.execute(hook, input, start)).await;
         record.cpu = cpu;
         record.instantiate = instantiate;
         inner.finish(&mut record, result, &store);
@@ -200,29 +201,15 @@ type CallResult = wasmtime::Result<Result<Vec<u8>, String>>;
 impl Inner {
     /// Takes a concurrency slot for this plugin and one in the process, waiting in a bounded queue at most
     /// until `wait_until`. `None` means the invocation must be rejected.
-    async fn admit(&self, wait_until: Instant) -> Option<(SemaphorePermit<'_>, SemaphorePermit<'_>)> {
-        let own = match self.slots.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queue {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    return None;
-                }
-                let permit = tokio::time::timeout_at(wait_until.into(), self.slots.acquire()).await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                permit.ok()?.ok()?
-            }
-        };
-        let global = match self.shared.in_flight.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => tokio::time::timeout_at(wait_until.into(), self.shared.in_flight.acquire()).await.ok()?.ok()?,
-        };
-        Some((own, global))
+    /// The flag says whether it had to wait.
+    async fn admit(&self, wait_until: Instant) -> Option<(Slot<'_>, Slot<'_>, bool)> {
+        let (own, own_waited) = self.slots.take(wait_until).await?;
+        let (global, global_waited) = self.shared.in_flight.take(wait_until).await?;
+        Some((own, global, own_waited || global_waited))
     }
 
     /// Gets an instance (pre-instantiated or fresh) and calls `handle` under the plugin's limits.
-    async fn execute(&self, hook: &str, input: &[u8]) -> (CallResult, Store<State>, Duration) {
-        let start = Instant::now();
+    async fn execute(&self, hook: &str, input: &[u8], start: Instant) -> (CallResult, Store<State>, Duration) {
         let deadline = start + self.limits.timeout;
         let warm = self.warm.take();
         if warm.is_some() {
@@ -231,11 +218,11 @@ impl Inner {
         let (mut store, instance, instantiate) = match warm {
             Some(Warm { mut store, instance }) => {
                 store.data_mut().deadline = deadline;
-                store.data().log.restart_clock(start);
+                store.data_mut().log.restart_clock(start);
                 (store, instance, Duration::ZERO)
             }
             None => {
-                let mut store = new_store(&self.shared, &self.config, &self.limits, deadline);
+                let mut store = new_store(&self.shared, &self.config, &self.limits, start, deadline);
                 match self.pre.instantiate_async(&mut store).await {
                     Ok(instance) => (store, instance, start.elapsed()),
                     Err(error) => return (Err(error), store, start.elapsed()),
@@ -245,6 +232,9 @@ impl Inner {
         if self.shared.config.meter_instructions {
             store.set_fuel(self.fuel_budget()).expect("fuel metering is enabled");
         }
+        // Relative to the current epoch: a deadline set when the instance was made has long passed, and
+        // would make the guest yield at its first check.
+        store.set_epoch_deadline(1);
         let result = instance.call_handle(&mut store, hook, input).await;
         (result, store, instantiate)
     }
@@ -317,7 +307,9 @@ impl Inner {
             return;
         };
         let weak = self.me.clone();
-        runtime.spawn(async move {
+        // Instantiation is CPU work: do it on a blocking-pool thread, so the async workers that run
+        // invocations are never held up by it (the OS scheduler shares the cores between them).
+        runtime.clone().spawn_blocking(move || runtime.block_on(async move {
             while let Some(inner) = weak.upgrade() {
                 if inner.warm.lock().len() >= inner.warm.target {
                     inner.warm.refilling.store(false, Ordering::Release);
@@ -338,13 +330,14 @@ impl Inner {
                     }
                 }
             }
-        });
+        }));
     }
 
     async fn prewarm_one(&self) -> wasmtime::Result<Warm> {
         let _active = self.shared.ticker.active();
-        let deadline = Instant::now() + PREWARM_DEADLINE.max(self.limits.timeout);
-        let mut store = new_store(&self.shared, &self.config, &self.limits, deadline);
+        let now = Instant::now();
+        let mut store =
+            new_store(&self.shared, &self.config, &self.limits, now, now + PREWARM_DEADLINE.max(self.limits.timeout));
         let instance = self.pre.instantiate_async(&mut store).await?;
         Ok(Warm { store, instance })
     }
@@ -365,8 +358,14 @@ impl WarmPool {
 
 /// A fresh store with the plugin's limits: memory cap, log budget, fuel, and the deadline check that runs
 /// on every epoch tick (and lets other work run in between).
-fn new_store(shared: &Shared, config: &PluginConfig, limits: &Limits, deadline: Instant) -> Store<State> {
-    let state = State::new(config.clone(), limits.memory_bytes, limits.max_log_bytes, deadline);
+fn new_store(
+    shared: &Shared,
+    config: &PluginConfig,
+    limits: &Limits,
+    start: Instant,
+    deadline: Instant,
+) -> Store<State> {
+    let state = State::new(config.clone(), limits.memory_bytes, limits.max_log_bytes, start, deadline);
     let mut store = Store::new(&shared.engine, state);
     store.limiter(|state| &mut state.meter);
     store.epoch_deadline_callback(|mut ctx| {

@@ -36,13 +36,19 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(config: PluginConfig, memory_cap: u64, max_log_bytes: usize, deadline: Instant) -> Self {
+    pub(crate) fn new(
+        config: PluginConfig,
+        memory_cap: u64,
+        max_log_bytes: usize,
+        start: Instant,
+        deadline: Instant,
+    ) -> Self {
         State {
             wasi: None,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             http_hooks: DenyAllHttp,
-            log: LogBuffer::new(max_log_bytes, Instant::now()),
+            log: LogBuffer::new(max_log_bytes, start),
             meter: MemoryMeter { cap: memory_cap, total: 0, peak: 0, hit: false },
             config,
             deadline,
@@ -51,18 +57,21 @@ impl State {
     }
 
     fn wasi(&mut self) -> &mut WasiCtx {
-        let log = &self.log;
-        self.wasi.get_or_insert_with(|| {
-            // Nothing is granted: no preopened directories, no environment, no arguments, no network.
-            // Clocks and randomness are the host's; stdout and stderr feed the invocation's bounded log.
-            WasiCtx::builder()
-                .stdout(LogPipe { log: log.clone(), source: LogSource::Stdout })
-                .stderr(LogPipe { log: log.clone(), source: LogSource::Stderr })
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build()
-        })
+        if self.wasi.is_none() {
+            let log = self.log.shared().clone();
+            self.wasi = Some(
+                // Nothing is granted: no preopened directories, no environment, no arguments, no network.
+                // Clocks and randomness are the host's; stdout and stderr feed the invocation's bounded log.
+                WasiCtx::builder()
+                    .stdout(LogPipe { log: log.clone(), source: LogSource::Stdout })
+                    .stderr(LogPipe { log, source: LogSource::Stderr })
+                    .allow_tcp(false)
+                    .allow_udp(false)
+                    .allow_ip_name_lookup(false)
+                    .build(),
+            );
+        }
+        self.wasi.as_mut().expect("built above")
     }
 }
 
@@ -86,7 +95,7 @@ impl host::Host for State {
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         self.wasi();
-        WasiCtxView { ctx: self.wasi.as_mut().expect("built above"), table: &mut self.table }
+        WasiCtxView { ctx: self.wasi.as_mut().expect("built by wasi()"), table: &mut self.table }
     }
 }
 
@@ -159,9 +168,13 @@ impl wasmtime::ResourceLimiter for MemoryMeter {
     }
 }
 
-/// The invocation's log: host `log` calls and WASI stdout/stderr lines, bounded in bytes.
-#[derive(Clone)]
-pub(crate) struct LogBuffer(Arc<Mutex<LogState>>);
+/// The invocation's log: host `log` calls and WASI stdout/stderr lines, bounded in bytes. The shared
+/// buffer (which WASI's stdout/stderr streams also hold) is only allocated once something is logged.
+pub(crate) struct LogBuffer {
+    cap: usize,
+    start: Instant,
+    shared: Option<Arc<Mutex<LogState>>>,
+}
 
 struct LogState {
     lines: Vec<LogLine>,
@@ -176,42 +189,51 @@ struct LogState {
 
 impl LogBuffer {
     fn new(cap: usize, start: Instant) -> Self {
-        LogBuffer(Arc::new(Mutex::new(LogState {
-            lines: Vec::new(),
-            used: 0,
-            cap,
-            dropped_bytes: 0,
-            start,
-            partial: [Vec::new(), Vec::new()],
-        })))
+        LogBuffer { cap, start, shared: None }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
-        // A panic while holding this lock cannot leave it inconsistent in a way that matters for a log.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn shared(&mut self) -> &Arc<Mutex<LogState>> {
+        let (cap, start) = (self.cap, self.start);
+        self.shared.get_or_insert_with(|| {
+            Arc::new(Mutex::new(LogState {
+                lines: Vec::new(),
+                used: 0,
+                cap,
+                dropped_bytes: 0,
+                start,
+                partial: [Vec::new(), Vec::new()],
+            }))
+        })
     }
 
     /// Line times are measured from here (the start of execution).
-    pub(crate) fn restart_clock(&self, start: Instant) {
-        self.lock().start = start;
+    pub(crate) fn restart_clock(&mut self, start: Instant) {
+        self.start = start;
+        if let Some(shared) = &self.shared {
+            lock(shared).start = start;
+        }
     }
 
-    fn push(&self, level: Level, source: LogSource, message: &str) {
-        self.lock().push(level, source, message);
-    }
-
-    fn write_stream(&self, source: LogSource, bytes: &[u8]) {
-        self.lock().write_stream(source, bytes);
+    fn push(&mut self, level: Level, source: LogSource, message: &str) {
+        lock(self.shared()).push(level, source, message);
     }
 
     /// Flushes unterminated stream text and returns the lines and the count of dropped bytes.
     pub(crate) fn take(&self) -> (Vec<LogLine>, u64) {
-        let mut state = self.lock();
+        let Some(shared) = &self.shared else {
+            return (Vec::new(), 0);
+        };
+        let mut state = lock(shared);
         for source in [LogSource::Stdout, LogSource::Stderr] {
             state.flush_partial(source);
         }
         (std::mem::take(&mut state.lines), state.dropped_bytes)
     }
+}
+
+fn lock(shared: &Mutex<LogState>) -> std::sync::MutexGuard<'_, LogState> {
+    // A panic while holding this lock cannot leave a log inconsistent in a way that matters.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl LogState {
@@ -263,7 +285,7 @@ fn stream_slot(source: LogSource) -> usize {
 /// A WASI stdout/stderr that appends to the invocation's log and never blocks or fails the guest.
 #[derive(Clone)]
 struct LogPipe {
-    log: LogBuffer,
+    log: Arc<Mutex<LogState>>,
     source: LogSource,
 }
 
@@ -293,7 +315,7 @@ impl Pollable for LogPipe {
 
 impl OutputStream for LogPipe {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.log.write_stream(self.source, &bytes);
+        lock(&self.log).write_stream(self.source, &bytes);
         Ok(())
     }
 
@@ -308,7 +330,7 @@ impl OutputStream for LogPipe {
 
 impl tokio::io::AsyncWrite for LogPipe {
     fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        self.log.write_stream(self.source, buf);
+        lock(&self.log).write_stream(self.source, buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -332,7 +354,7 @@ mod tests {
 
     #[test]
     fn log_is_bounded_and_counts_what_it_drops() {
-        let buf = LogBuffer::new(10, Instant::now());
+        let mut buf = LogBuffer::new(10, Instant::now());
         buf.push(Level::Info, LogSource::Host, "hello");
         buf.push(Level::Info, LogSource::Host, "world!");
         buf.push(Level::Info, LogSource::Host, "more");
@@ -343,10 +365,11 @@ mod tests {
 
     #[test]
     fn stream_text_is_split_into_lines_and_the_tail_flushed() {
-        let buf = LogBuffer::new(1024, Instant::now());
-        buf.write_stream(LogSource::Stdout, b"one\ntw");
-        buf.write_stream(LogSource::Stdout, b"o\nthree");
-        buf.write_stream(LogSource::Stderr, b"oops\r\n");
+        let mut buf = LogBuffer::new(1024, Instant::now());
+        let shared = buf.shared().clone();
+        lock(&shared).write_stream(LogSource::Stdout, b"one\ntw");
+        lock(&shared).write_stream(LogSource::Stdout, b"o\nthree");
+        lock(&shared).write_stream(LogSource::Stderr, b"oops\r\n");
         let (lines, dropped) = messages(&buf);
         assert_eq!(lines, ["one", "two", "oops", "three"]);
         assert_eq!(dropped, 0);
@@ -354,7 +377,7 @@ mod tests {
 
     #[test]
     fn truncation_respects_utf8_boundaries() {
-        let buf = LogBuffer::new(4, Instant::now());
+        let mut buf = LogBuffer::new(4, Instant::now());
         buf.push(Level::Info, LogSource::Host, "한국");
         let (lines, _) = messages(&buf);
         assert_eq!(lines, ["한"]);
