@@ -1,0 +1,300 @@
+//! plugwatch's telemetry: aggregates the runtime's invocation records into per-plugin, per-version time
+//! series and run logs, samples the host, and encodes Prometheus metrics.
+//!
+//! It knows nothing of HTTP routing or SQL: [`Telemetry::flush`] returns what should be persisted (closed
+//! 10 s buckets, the current minute and hour rollups, capped run-log entries) and another crate stores it;
+//! after a restart, [`Telemetry::seed`] hands the persisted current minute and hour back so accumulation
+//! continues.
+//!
+//! # Time series
+//!
+//! Each invocation lands in the 10 s bucket of its `started_at` (unix seconds, rounded down to the bucket). A
+//! flush closes every bucket that ended at or before its `now`; a record that arrives later for a closed
+//! bucket goes into the open bucket (the first one not closed), so nothing is lost and nothing closed is
+//! reopened. A closed bucket is merged into its series' minute and hour rollups (aligned to 60 s and 3600 s)
+//! and kept in memory for `live_buckets` bucket lengths, for [`Telemetry::overview`] and [`Telemetry::live`].
+//!
+//! # The hot path
+//!
+//! [`Series::record`] takes one lock of its own series (each series is split into a few shards so that
+//! threads recording into the same plugin version do not contend), and computes the latency bin and copies
+//! any failure text or logs before taking it; it allocates nothing for a successful invocation without logs.
+//! Callers get the [`Series`] once from [`Telemetry::series`] (which takes the global map lock) and keep the
+//! `Arc`. `benches/record.rs` measures it.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use plugwatch_runtime::{Invocation, Outcome};
+//! use plugwatch_telemetry::{Telemetry, TelemetryConfig};
+//!
+//! let telemetry = Telemetry::new(TelemetryConfig::default());
+//! let series = telemetry.series("tax-calculator", "1.2.0");
+//! # let invocation = Invocation { outcome: Outcome::Ok, trap_kind: None, detail: None, output: None,
+//! #     started_at: SystemTime::now(), wall: Duration::from_micros(900), queued: Duration::ZERO,
+//! #     instantiate: Duration::ZERO, cpu: Duration::from_micros(800), instructions: Some(12_000),
+//! #     memory_peak_bytes: 1 << 20, input_bytes: 120, output_bytes: 40, logs: Vec::new(), logs_dropped_bytes: 0 };
+//! series.record("order.created", &invocation);
+//! let flush = telemetry.flush(SystemTime::now() + Duration::from_secs(10));
+//! assert_eq!(flush.closed[0].total(), 1);
+//! ```
+
+mod exposition;
+mod host;
+pub mod names;
+mod prometheus;
+mod rollup;
+mod runlog;
+mod series;
+mod sketch;
+#[cfg(test)]
+mod testutil;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use exposition::{CONTENT_TYPE, Exposition, MetricKind};
+pub use host::{HostSample, HostSampler};
+pub use names::Family;
+pub use rollup::{Resolution, Rollup, UnknownResolution};
+pub use runlog::RunLogEntry;
+pub use series::Series;
+pub use sketch::{DecodeError, LatencySketch};
+
+use series::{unix_f64, unix_secs};
+
+/// How much the telemetry keeps and hands out.
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    /// The live bucket length: a whole number of seconds dividing a minute (10 s).
+    pub bucket: Duration,
+    /// Closed buckets kept in memory per series (90, i.e. 15 minutes of 10 s buckets).
+    pub live_buckets: usize,
+    /// Runs of any outcome kept in memory per series (100).
+    pub recent_runs: usize,
+    /// Failed runs kept in memory per series, in addition, so failures stay visible longer (100).
+    pub recent_failures: usize,
+    /// Successful runs per series that one flush hands out for persistence, the newest (10).
+    pub persist_successes_per_flush: usize,
+    /// Failed runs per series that one flush hands out for persistence, the newest (50).
+    pub persist_failures_per_flush: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            bucket: Duration::from_secs(10),
+            live_buckets: 90,
+            recent_runs: 100,
+            recent_failures: 100,
+            persist_successes_per_flush: 10,
+            persist_failures_per_flush: 50,
+        }
+    }
+}
+
+/// What one [`Telemetry::flush`] hands out for persistence.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Flush {
+    /// Every 10 s bucket this flush closed that had traffic.
+    pub closed: Vec<Rollup>,
+    /// The still-open 10 s buckets with traffic, as they are so far: upsert them like closed ones (a later
+    /// flush writes them again, complete). Together with `rollups`, which include them, this bounds what a
+    /// crash can lose to one flush interval.
+    pub open: Vec<Rollup>,
+    /// The current state of each minute and hour rollup that changed since the previous flush (including any
+    /// that became final since, and the data of the open buckets): upsert them by (plugin, version,
+    /// resolution, start).
+    pub rollups: Vec<Rollup>,
+    /// Run-log entries recorded since the previous flush: per series, at most
+    /// [`TelemetryConfig::persist_failures_per_flush`] failures and
+    /// [`TelemetryConfig::persist_successes_per_flush`] successes, the newest; oldest first per series.
+    pub runs: Vec<RunLogEntry>,
+}
+
+/// One series over the last minute, for a dashboard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveStats {
+    pub plugin: String,
+    pub version: String,
+    /// The length of the window the numbers cover (50 to 60 s: the closed buckets of the last minute and the
+    /// open one up to `now`).
+    pub window_secs: f64,
+    pub requests: u64,
+    pub rps: f64,
+    /// Wall-time quantiles in seconds, `None` without requests.
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    /// Failures per request, 0 without requests.
+    pub error_rate: f64,
+    /// CPU seconds per second.
+    pub cpu_cores: f64,
+    pub memory_peak_bytes: u64,
+    /// Requests by [`Outcome::index`](plugwatch_runtime::Outcome::index).
+    pub counts: [u64; 9],
+    /// The latest `started_at` this process has recorded for the series.
+    pub last_invocation: Option<SystemTime>,
+}
+
+/// The process-wide telemetry: every series, by plugin and version. `Send + Sync`; share it in an `Arc`.
+pub struct Telemetry {
+    config: TelemetryConfig,
+    series: RwLock<BTreeMap<String, BTreeMap<String, Arc<Series>>>>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// # Panics
+    ///
+    /// If `config.bucket` is not a whole number of seconds dividing 60.
+    pub fn new(config: TelemetryConfig) -> Self {
+        let secs = config.bucket.as_secs();
+        assert!(
+            config.bucket.subsec_nanos() == 0 && secs > 0 && 60 % secs == 0,
+            "the telemetry bucket must be a whole number of seconds dividing 60, not {:?}",
+            config.bucket
+        );
+        Telemetry { config, series: RwLock::new(BTreeMap::new()) }
+    }
+
+    /// The series of a plugin version, created on first use. Callers should keep the `Arc`.
+    pub fn series(&self, plugin: &str, version: &str) -> Arc<Series> {
+        if let Some(series) = self.read().get(plugin).and_then(|versions| versions.get(version)) {
+            return series.clone();
+        }
+        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(plugin.to_owned())
+            .or_default()
+            .entry(version.to_owned())
+            .or_insert_with(|| Arc::new(Series::new(plugin, version, &self.config)))
+            .clone()
+    }
+
+    /// Forgets every series of a plugin (it was deleted). `Arc`s callers still hold keep working but are no
+    /// longer flushed or reported.
+    pub fn remove_plugin(&self, plugin: &str) {
+        self.series.write().unwrap_or_else(PoisonError::into_inner).remove(plugin);
+    }
+
+    /// Continues accumulation after a restart from the persisted rollups of the current minute and hour of each
+    /// series (10 s rollups are ignored). A seeded rollup for the same aligned interval as one this process
+    /// already accumulated is merged into it (and returned by the next flush); a newer one replaces it; an
+    /// older one is ignored. Read the persisted rollups before storing the first flush's: that flush's rollups
+    /// hold only this process's data, and upserting them first would overwrite the ones to seed.
+    pub fn seed(&self, rollups: Vec<Rollup>) {
+        for rollup in rollups {
+            if rollup.resolution != Resolution::TenSeconds {
+                self.series(&rollup.plugin, &rollup.version).seed(rollup);
+            }
+        }
+    }
+
+    /// Closes every 10 s bucket that ended at or before `now` and returns what to persist.
+    pub fn flush(&self, now: SystemTime) -> Flush {
+        let now = unix_secs(now);
+        let mut flush = Flush::default();
+        for series in self.all() {
+            series.flush(now, &mut flush);
+        }
+        flush
+    }
+
+    /// One entry per series, over the last minute before `now` (closed buckets still in memory and the open
+    /// ones), sorted by plugin and version.
+    pub fn overview(&self, now: SystemTime) -> Vec<LiveStats> {
+        let now_secs = unix_secs(now);
+        self.all()
+            .iter()
+            .map(|series| {
+                let (window, window_start, last_invocation) = series.window(now_secs);
+                let window_secs = (unix_f64(now) - window_start as f64).max(1.0);
+                let requests = window.total();
+                LiveStats {
+                    plugin: series.plugin().to_owned(),
+                    version: series.version().to_owned(),
+                    window_secs,
+                    requests,
+                    rps: requests as f64 / window_secs,
+                    p50: window.quantile(0.50),
+                    p95: window.quantile(0.95),
+                    p99: window.quantile(0.99),
+                    error_rate: if requests == 0 { 0.0 } else { window.failures() as f64 / requests as f64 },
+                    cpu_cores: window.cpu_sum_us as f64 / 1e6 / window_secs,
+                    memory_peak_bytes: window.memory_peak_max,
+                    counts: window.counts,
+                    last_invocation,
+                }
+            })
+            .collect()
+    }
+
+    /// The 10 s buckets still in memory (closed and open) that overlap `[from, to)`, oldest first; with
+    /// `version: None`, the plugin's versions are merged per bucket and `version` is empty.
+    pub fn live(&self, plugin: &str, version: Option<&str>, from: SystemTime, to: SystemTime) -> Vec<Rollup> {
+        let series: Vec<Arc<Series>> = match self.read().get(plugin) {
+            None => return Vec::new(),
+            Some(versions) => match version {
+                Some(v) => versions.get(v).cloned().into_iter().collect(),
+                None => versions.values().cloned().collect(),
+            },
+        };
+        let from = unix_secs(from);
+        let to = unix_secs(to) + i64::from(to.duration_since(UNIX_EPOCH).is_ok_and(|d| d.subsec_nanos() > 0));
+        let mut buckets: BTreeMap<i64, Rollup> = BTreeMap::new();
+        for s in &series {
+            s.buckets(from, to, |b| {
+                buckets
+                    .entry(b.start)
+                    .or_insert_with(|| Rollup::new(plugin, version.unwrap_or(""), Resolution::TenSeconds, b.start))
+                    .merge(b)
+            });
+        }
+        buckets.into_values().collect()
+    }
+
+    /// The newest `limit` runs of a plugin (every version), newest first, from the in-memory rings: all runs,
+    /// or only failures (which are kept longer).
+    pub fn recent(&self, plugin: &str, limit: usize, failures_only: bool) -> Vec<RunLogEntry> {
+        let series: Vec<Arc<Series>> =
+            self.read().get(plugin).map(|versions| versions.values().cloned().collect()).unwrap_or_default();
+        let mut runs = Vec::new();
+        for s in &series {
+            s.recent(limit, failures_only, &mut runs);
+        }
+        runs.sort_by_key(|r| std::cmp::Reverse(r.started_at));
+        runs.truncate(limit);
+        runs
+    }
+
+    /// Appends the plugin families (and, given a sample, the host and process families) of [`names`] to `out`
+    /// in the Prometheus text format. Counters count since the process started.
+    pub fn encode_prometheus(&self, host: Option<&HostSample>, out: &mut String) {
+        let snapshots: Vec<_> = self
+            .all()
+            .into_iter()
+            .map(|s| {
+                let snapshot = s.snapshot();
+                (s, snapshot)
+            })
+            .collect();
+        prometheus::encode(&snapshots, host, out);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, BTreeMap<String, Arc<Series>>>> {
+        self.series.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every series, by plugin and version, without holding the map lock afterwards.
+    fn all(&self) -> Vec<Arc<Series>> {
+        self.read().values().flat_map(|versions| versions.values().cloned()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

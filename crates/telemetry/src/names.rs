@@ -1,0 +1,134 @@
+//! Every Prometheus metric family plugwatch-telemetry exposes, written down once: name, type and help text.
+//! `METRICS.md` mirrors this file (a test keeps the two in step).
+
+use crate::exposition::MetricKind;
+
+/// A metric family: what its `# HELP` and `# TYPE` lines say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub help: &'static str,
+}
+
+/// The label naming the plugin.
+pub const LABEL_PLUGIN: &str = "plugin";
+/// The label naming the plugin version.
+pub const LABEL_VERSION: &str = "version";
+/// The label naming an [`Outcome`](plugwatch_runtime::Outcome) (`Outcome::as_str`).
+pub const LABEL_OUTCOME: &str = "outcome";
+
+/// Upper bounds (seconds, inclusive) of [`PLUGIN_DURATION`]'s buckets, from 100 µs to 10 s.
+pub const DURATION_BUCKETS: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+pub const PLUGIN_INVOCATIONS: Family = Family {
+    name: "plugwatch_plugin_invocations_total",
+    kind: MetricKind::Counter,
+    help: "Plugin invocations since the process started, by outcome.",
+};
+
+pub const PLUGIN_DURATION: Family = Family {
+    name: "plugwatch_plugin_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Wall time of plugin invocations, from admission to completion (queueing and instantiation included).",
+};
+
+pub const PLUGIN_CPU: Family = Family {
+    name: "plugwatch_plugin_cpu_seconds_total",
+    kind: MetricKind::Counter,
+    help: "CPU time consumed by plugin invocations since the process started.",
+};
+
+pub const PLUGIN_INSTRUCTIONS: Family = Family {
+    name: "plugwatch_plugin_instructions_total",
+    kind: MetricKind::Counter,
+    help: "WebAssembly instructions (fuel) executed by plugin invocations since the process started.",
+};
+
+pub const PLUGIN_MEMORY_PEAK: Family = Family {
+    name: "plugwatch_plugin_memory_peak_bytes",
+    kind: MetricKind::Gauge,
+    help: "Highest peak linear memory of an invocation in the current or the last closed 10 s bucket.",
+};
+
+pub const PLUGIN_INPUT_BYTES: Family = Family {
+    name: "plugwatch_plugin_input_bytes_total",
+    kind: MetricKind::Counter,
+    help: "Input bytes passed to plugin invocations since the process started.",
+};
+
+pub const PLUGIN_OUTPUT_BYTES: Family = Family {
+    name: "plugwatch_plugin_output_bytes_total",
+    kind: MetricKind::Counter,
+    help: "Output bytes returned by plugin invocations since the process started.",
+};
+
+pub const HOST_CPU_USAGE: Family = Family {
+    name: "plugwatch_host_cpu_usage_ratio",
+    kind: MetricKind::Gauge,
+    help: "CPU usage of the whole machine between the last two host samples (0 to 1).",
+};
+
+pub const HOST_MEMORY_USED: Family =
+    Family { name: "plugwatch_host_memory_used_bytes", kind: MetricKind::Gauge, help: "Memory in use on the machine." };
+
+pub const HOST_MEMORY_TOTAL: Family =
+    Family { name: "plugwatch_host_memory_total_bytes", kind: MetricKind::Gauge, help: "Total memory of the machine." };
+
+pub const HOST_DISK_USED: Family = Family {
+    name: "plugwatch_host_disk_used_bytes",
+    kind: MetricKind::Gauge,
+    help: "Used space on the filesystem holding the data directory.",
+};
+
+pub const HOST_DISK_TOTAL: Family = Family {
+    name: "plugwatch_host_disk_total_bytes",
+    kind: MetricKind::Gauge,
+    help: "Size of the filesystem holding the data directory.",
+};
+
+pub const PROCESS_RESIDENT_MEMORY: Family =
+    Family { name: "process_resident_memory_bytes", kind: MetricKind::Gauge, help: "Resident memory size in bytes." };
+
+pub const PROCESS_CPU_SECONDS: Family = Family {
+    name: "process_cpu_seconds_total",
+    kind: MetricKind::Counter,
+    help: "Total user and system CPU time spent in seconds.",
+};
+
+/// Every family above, in exposition order.
+pub const ALL: [Family; 14] = [
+    PLUGIN_INVOCATIONS,
+    PLUGIN_DURATION,
+    PLUGIN_CPU,
+    PLUGIN_INSTRUCTIONS,
+    PLUGIN_MEMORY_PEAK,
+    PLUGIN_INPUT_BYTES,
+    PLUGIN_OUTPUT_BYTES,
+    HOST_CPU_USAGE,
+    HOST_MEMORY_USED,
+    HOST_MEMORY_TOTAL,
+    HOST_DISK_USED,
+    HOST_DISK_TOTAL,
+    PROCESS_RESIDENT_MEMORY,
+    PROCESS_CPU_SECONDS,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// METRICS.md lists every family with the same name, type and help text.
+    #[test]
+    fn metrics_md_matches() {
+        let doc = include_str!("../METRICS.md");
+        for family in ALL {
+            let row = format!("| `{}` | {} |", family.name, family.kind.as_str());
+            let line = doc.lines().find(|l| l.starts_with(&row)).unwrap_or_else(|| panic!("METRICS.md lacks {row}"));
+            assert!(line.contains(family.help), "METRICS.md's help for {} differs: {line}", family.name);
+        }
+        let rows = doc.lines().filter(|l| l.starts_with("| `")).count();
+        assert_eq!(rows, ALL.len(), "METRICS.md lists families that names.rs does not");
+    }
+}
