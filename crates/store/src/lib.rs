@@ -1,0 +1,100 @@
+//! plugwatch's storage: the schema and its migrations, every query the product makes, and plugin artifacts
+//! on disk, content-addressed by sha256. SQLite (WAL) is the embedded default; the SQL is written so that
+//! PostgreSQL can follow (positional `$n` parameters, no SQLite-only functions in queries).
+//!
+//! It knows nothing of HTTP or wasmtime: callers hand it domain types and get domain types back.
+
+mod artifacts;
+mod model;
+mod plugins;
+mod retention;
+mod telemetry;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, Sqlite};
+
+pub use artifacts::Artifacts;
+pub use model::*;
+pub use retention::{PruneReport, Retention};
+pub use telemetry::{HostPoint, StoredRollup};
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("artifact store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no plugin named `{0}`")]
+    UnknownPlugin(String),
+    #[error("plugin `{plugin}` has no version `{version}`")]
+    UnknownVersion { plugin: String, version: String },
+    #[error("plugin `{plugin}` version `{version}` already exists with a different component (sha256 {existing})")]
+    VersionConflict { plugin: String, version: String, existing: String },
+    #[error("plugin `{0}` has no previous version to roll back to")]
+    NoPreviousVersion(String),
+    #[error("artifact {0} is missing or corrupt")]
+    BadArtifact(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database. Cheap to clone (a pool).
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<Sqlite>,
+    series: std::sync::Arc<Mutex<HashMap<(String, String), i64>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `plugwatch.db` in `data_dir` and runs the migrations.
+    pub async fn open(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir)?;
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(data_dir.join("plugwatch.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5))
+            // Takes effect when the file is created: lets retention give pages back with incremental vacuum.
+            .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool, series: Default::default() })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies (pages in use), for storage figures.
+    pub async fn size_bytes(&self) -> Result<u64> {
+        let (count,): (i64,) = sqlx::query_as("PRAGMA page_count").fetch_one(&self.pool).await?;
+        let (free,): (i64,) = sqlx::query_as("PRAGMA freelist_count").fetch_one(&self.pool).await?;
+        let (size,): (i64,) = sqlx::query_as("PRAGMA page_size").fetch_one(&self.pool).await?;
+        Ok(((count - free) * size) as u64)
+    }
+
+    /// Waits for in-flight work and closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,349 @@
+//! Persisting telemetry: rollups at every resolution, the sampled run log, and host samples.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use plugwatch_runtime::{Level, LogLine, LogSource, Outcome};
+use plugwatch_telemetry::{Flush, HostSample, LatencySketch, Resolution, Rollup, RunLogEntry};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::{Result, Store, StoreError, unix};
+
+/// A rollup read back. Ten-second rows keep quantiles instead of a sketch (see the schema), so
+/// `rollup.latency` is empty for them and `quantiles` holds p50, p95, p99 and max, in seconds.
+#[derive(Clone, Debug)]
+pub struct StoredRollup {
+    pub rollup: Rollup,
+    pub quantiles: Option<[f64; 4]>,
+}
+
+/// One host sample point (averaged when a query's step spans several samples).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostPoint {
+    pub at: i64,
+    pub cpu_usage: f64,
+    pub cpu_cores: u64,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub process_rss_bytes: u64,
+    pub process_cpu_usage: f64,
+}
+
+const OUTCOME_COLUMNS: &str =
+    "ok, plugin_error, trap, timeout, fuel_exhausted, memory_limit, output_too_large, input_too_large, rejected";
+
+impl Store {
+    /// Writes what one telemetry flush produced, in one transaction: 10 s buckets (closed, and the open
+    /// ones so far), the current minute and hour rollups (each replacing the earlier state of its row), and
+    /// run-log entries.
+    pub async fn write_flush(&self, flush: &Flush) -> Result<()> {
+        let Flush { closed, open, rollups, runs } = flush;
+        if closed.is_empty() && open.is_empty() && rollups.is_empty() && runs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for rollup in closed.iter().chain(open).chain(rollups) {
+            let series = self.series_id(&mut tx, &rollup.plugin, &rollup.version).await?;
+            write_rollup(&mut tx, series, rollup).await?;
+        }
+        for run in runs {
+            write_run(&mut tx, run).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn series_id(&self, tx: &mut Transaction<'_, Sqlite>, plugin: &str, version: &str) -> Result<i64> {
+        let key = (plugin.to_owned(), version.to_owned());
+        if let Some(id) = self.series.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(*id);
+        }
+        sqlx::query("INSERT INTO series (plugin, version) VALUES ($1, $2) ON CONFLICT (plugin, version) DO NOTHING")
+            .bind(plugin)
+            .bind(version)
+            .execute(&mut **tx)
+            .await?;
+        let (id,): (i64,) = sqlx::query_as("SELECT id FROM series WHERE plugin = $1 AND version = $2")
+            .bind(plugin)
+            .bind(version)
+            .fetch_one(&mut **tx)
+            .await?;
+        self.series.lock().unwrap_or_else(|e| e.into_inner()).insert(key, id);
+        Ok(id)
+    }
+
+    /// Rollups of one plugin (one version, or all) at one resolution with `from <= start < to`, by start.
+    pub async fn rollups(
+        &self,
+        plugin: &str,
+        version: Option<&str>,
+        resolution: Resolution,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Vec<StoredRollup>> {
+        let rows = sqlx::query(
+            "SELECT s.plugin, s.version, r.* FROM rollups r JOIN series s ON s.id = r.series_id
+             WHERE r.resolution = $1 AND s.plugin = $2 AND ($3 IS NULL OR s.version = $3)
+               AND r.start >= $4 AND r.start < $5
+             ORDER BY r.start, s.version",
+        )
+        .bind(resolution.seconds())
+        .bind(plugin)
+        .bind(version)
+        .bind(unix(from))
+        .bind(unix(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| read_rollup(row, resolution)).collect()
+    }
+
+    /// The minute and hour rollups that are still accumulating at `now`, to seed telemetry after a restart.
+    pub async fn current_rollups(&self, now: SystemTime) -> Result<Vec<Rollup>> {
+        let now = unix(now);
+        let mut out = Vec::new();
+        for resolution in [Resolution::Minute, Resolution::Hour] {
+            let step = resolution.seconds();
+            let rows = sqlx::query(
+                "SELECT s.plugin, s.version, r.* FROM rollups r JOIN series s ON s.id = r.series_id
+                 WHERE r.resolution = $1 AND r.start = $2",
+            )
+            .bind(step)
+            .bind(now - now.rem_euclid(step))
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                out.push(read_rollup(row, resolution)?.rollup);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The persisted run log of a plugin, newest first; `before_us` pages backwards.
+    pub async fn runs(
+        &self,
+        plugin: &str,
+        limit: u32,
+        failures_only: bool,
+        before_us: Option<i64>,
+    ) -> Result<Vec<RunLogEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE plugin = $1 AND ($2 = 0 OR failed = 1) AND started_at_us < $3
+             ORDER BY started_at_us DESC LIMIT $4",
+        )
+        .bind(plugin)
+        .bind(failures_only)
+        .bind(before_us.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read_run).collect()
+    }
+
+    pub async fn write_host_sample(&self, s: &HostSample) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO host_samples (at, cpu_usage, cpu_cores, memory_used_bytes, memory_total_bytes,
+                disk_used_bytes, disk_total_bytes, process_rss_bytes, process_cpu_usage)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (at) DO UPDATE SET cpu_usage = excluded.cpu_usage, process_cpu_usage = excluded.process_cpu_usage",
+        )
+        .bind(unix(s.at))
+        .bind(s.cpu_usage)
+        .bind(s.cpu_cores as i64)
+        .bind(s.memory_used_bytes as i64)
+        .bind(s.memory_total_bytes as i64)
+        .bind(s.disk_used_bytes as i64)
+        .bind(s.disk_total_bytes as i64)
+        .bind(s.process_rss_bytes as i64)
+        .bind(s.process_cpu_usage)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Host samples with `from <= at < to`, averaged per `step` (aligned to multiples of `step`).
+    pub async fn host_points(&self, from: SystemTime, to: SystemTime, step: Duration) -> Result<Vec<HostPoint>> {
+        let step = step.as_secs().max(1) as i64;
+        let rows = sqlx::query(
+            "SELECT (at / $3) * $3 AS bucket, AVG(cpu_usage) AS cpu_usage, MAX(cpu_cores) AS cpu_cores,
+                    AVG(memory_used_bytes) AS memory_used_bytes, MAX(memory_total_bytes) AS memory_total_bytes,
+                    AVG(disk_used_bytes) AS disk_used_bytes, MAX(disk_total_bytes) AS disk_total_bytes,
+                    AVG(process_rss_bytes) AS process_rss_bytes, AVG(process_cpu_usage) AS process_cpu_usage
+             FROM host_samples WHERE at >= $1 AND at < $2 GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(unix(from))
+        .bind(unix(to))
+        .bind(step)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| HostPoint {
+                at: r.get("bucket"),
+                cpu_usage: r.get("cpu_usage"),
+                cpu_cores: r.get::<i64, _>("cpu_cores") as u64,
+                memory_used_bytes: r.get::<f64, _>("memory_used_bytes") as u64,
+                memory_total_bytes: r.get::<i64, _>("memory_total_bytes") as u64,
+                disk_used_bytes: r.get::<f64, _>("disk_used_bytes") as u64,
+                disk_total_bytes: r.get::<i64, _>("disk_total_bytes") as u64,
+                process_rss_bytes: r.get::<f64, _>("process_rss_bytes") as u64,
+                process_cpu_usage: r.get("process_cpu_usage"),
+            })
+            .collect())
+    }
+}
+
+async fn write_rollup(tx: &mut Transaction<'_, Sqlite>, series: i64, r: &Rollup) -> Result<()> {
+    let ten_seconds = r.resolution == Resolution::TenSeconds;
+    let us = |q: f64| r.quantile(q).map(|s| (s * 1e6).round() as i64);
+    let (p50, p95, p99, max) = if ten_seconds {
+        (us(0.5), us(0.95), us(0.99), r.latency.max().map(|s| (s * 1e6).round() as i64))
+    } else {
+        (None, None, None, None)
+    };
+    let sketch = (!ten_seconds).then(|| r.latency.encode());
+    let sql = format!(
+        "INSERT OR REPLACE INTO rollups (resolution, series_id, start, {OUTCOME_COLUMNS}, wall_sum_us, cpu_sum_us,
+            instructions, input_bytes, output_bytes, memory_peak_max, p50_us, p95_us, p99_us, max_us, sketch)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+    );
+    let mut query = sqlx::query(&sql).bind(r.resolution.seconds()).bind(series).bind(r.start);
+    for count in r.counts {
+        query = query.bind(count as i64);
+    }
+    query
+        .bind(r.wall_sum_us as i64)
+        .bind(r.cpu_sum_us as i64)
+        .bind(r.instructions as i64)
+        .bind(r.input_bytes as i64)
+        .bind(r.output_bytes as i64)
+        .bind(r.memory_peak_max as i64)
+        .bind(p50)
+        .bind(p95)
+        .bind(p99)
+        .bind(max)
+        .bind(sketch)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn read_rollup(row: &SqliteRow, resolution: Resolution) -> Result<StoredRollup> {
+    let mut counts = [0u64; Outcome::ALL.len()];
+    for (i, outcome) in Outcome::ALL.iter().enumerate() {
+        counts[i] = row.get::<i64, _>(outcome.as_str()) as u64;
+    }
+    let latency = match row.get::<Option<Vec<u8>>, _>("sketch") {
+        Some(bytes) => {
+            LatencySketch::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("latency sketch: {e}")))?
+        }
+        None => LatencySketch::default(),
+    };
+    let seconds = |column: &str| row.get::<Option<i64>, _>(column).map(|us| us as f64 / 1e6);
+    let quantiles = match (seconds("p50_us"), seconds("p95_us"), seconds("p99_us"), seconds("max_us")) {
+        (Some(a), Some(b), Some(c), Some(d)) => Some([a, b, c, d]),
+        _ => None,
+    };
+    Ok(StoredRollup {
+        rollup: Rollup {
+            plugin: row.get("plugin"),
+            version: row.get("version"),
+            resolution,
+            start: row.get("start"),
+            counts,
+            latency,
+            wall_sum_us: row.get::<i64, _>("wall_sum_us") as u64,
+            cpu_sum_us: row.get::<i64, _>("cpu_sum_us") as u64,
+            instructions: row.get::<i64, _>("instructions") as u64,
+            input_bytes: row.get::<i64, _>("input_bytes") as u64,
+            output_bytes: row.get::<i64, _>("output_bytes") as u64,
+            memory_peak_max: row.get::<i64, _>("memory_peak_max") as u64,
+        },
+        quantiles,
+    })
+}
+
+async fn write_run(tx: &mut Transaction<'_, Sqlite>, run: &RunLogEntry) -> Result<()> {
+    let logs = serde_json::Value::Array(
+        run.logs
+            .iter()
+            .map(|l| serde_json::json!([l.at.as_micros() as u64, l.level.as_str(), l.source.as_str(), l.message]))
+            .collect(),
+    );
+    sqlx::query(
+        "INSERT INTO runs (plugin, version, hook, started_at_us, outcome, failed, trap_kind, detail, wall_us, queued_us,
+            instantiate_us, cpu_us, instructions, memory_peak_bytes, input_bytes, output_bytes, logs, logs_dropped_bytes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(&run.plugin)
+    .bind(&run.version)
+    .bind(&run.hook)
+    .bind(micros_since_epoch(run.started_at))
+    .bind(run.outcome.as_str())
+    .bind(!run.outcome.is_ok())
+    .bind(&run.trap_kind)
+    .bind(&run.detail)
+    .bind(run.wall_us as i64)
+    .bind(run.queued_us as i64)
+    .bind(run.instantiate_us as i64)
+    .bind(run.cpu_us as i64)
+    .bind(run.instructions.map(|n| n as i64))
+    .bind(run.memory_peak_bytes as i64)
+    .bind(run.input_bytes as i64)
+    .bind(run.output_bytes as i64)
+    .bind(logs.to_string())
+    .bind(run.logs_dropped_bytes as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn read_run(row: &SqliteRow) -> Result<RunLogEntry> {
+    let outcome: String = row.get("outcome");
+    let logs: String = row.get("logs");
+    let corrupt = |what: &str| StoreError::Corrupt(format!("run log {what}"));
+    let lines: Vec<(u64, String, String, String)> = serde_json::from_str(&logs).map_err(|_| corrupt("lines"))?;
+    let logs = lines
+        .into_iter()
+        .map(|(at, level, source, message)| {
+            Ok(LogLine {
+                at: Duration::from_micros(at),
+                level: level_from(&level).ok_or_else(|| corrupt("level"))?,
+                source: source_from(&source).ok_or_else(|| corrupt("source"))?,
+                message,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RunLogEntry {
+        plugin: row.get("plugin"),
+        version: row.get("version"),
+        hook: row.get("hook"),
+        started_at: UNIX_EPOCH + Duration::from_micros(row.get::<i64, _>("started_at_us").max(0) as u64),
+        outcome: outcome.parse().map_err(|_| corrupt("outcome"))?,
+        trap_kind: row.get("trap_kind"),
+        detail: row.get("detail"),
+        wall_us: row.get::<i64, _>("wall_us") as u64,
+        queued_us: row.get::<i64, _>("queued_us") as u64,
+        instantiate_us: row.get::<i64, _>("instantiate_us") as u64,
+        cpu_us: row.get::<i64, _>("cpu_us") as u64,
+        instructions: row.get::<Option<i64>, _>("instructions").map(|n| n as u64),
+        memory_peak_bytes: row.get::<i64, _>("memory_peak_bytes") as u64,
+        input_bytes: row.get::<i64, _>("input_bytes") as u64,
+        output_bytes: row.get::<i64, _>("output_bytes") as u64,
+        logs,
+        logs_dropped_bytes: row.get::<i64, _>("logs_dropped_bytes") as u64,
+    })
+}
+
+fn micros_since_epoch(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+fn level_from(s: &str) -> Option<Level> {
+    [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error].into_iter().find(|l| l.as_str() == s)
+}
+
+fn source_from(s: &str) -> Option<LogSource> {
+    [LogSource::Host, LogSource::Stdout, LogSource::Stderr].into_iter().find(|l| l.as_str() == s)
+}

@@ -1,0 +1,207 @@
+//! The store against a real SQLite file: plugin versions, telemetry round trips, retention, and how much
+//! storage a day of traffic takes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use plugwatch_runtime::{Invocation, Level, Limits, LogLine, LogSource, Outcome};
+use plugwatch_store::{FailurePolicy, NewVersion, Retention, Store, StoreError, Stored, Subscription};
+use plugwatch_telemetry::{Resolution, Telemetry, TelemetryConfig};
+
+fn version(plugin: &str, version: &str, sha: char) -> NewVersion {
+    NewVersion {
+        plugin: plugin.into(),
+        version: version.into(),
+        sha256: sha.to_string().repeat(64),
+        size: 100,
+        description: Some("discounts".into()),
+        failure_policy: FailurePolicy::FailClosed,
+        limits: Limits { timeout: Duration::from_millis(50), ..Limits::default() },
+        hooks: vec![Subscription { hook: "order.pricing".into(), priority: 5 }],
+        config: [("region".to_owned(), "kr".to_owned())].into(),
+        secrets: [("api_key".to_owned(), "s3cr3t".to_owned())].into(),
+    }
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[tokio::test]
+async fn versions_are_stored_activated_rolled_back_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    assert_eq!(
+        store.insert_version(&version("promo", "1.0.0", 'a')).await.unwrap(),
+        Stored::Created { activated: true }
+    );
+    assert_eq!(store.insert_version(&version("promo", "1.0.0", 'a')).await.unwrap(), Stored::AlreadyPresent);
+    assert!(matches!(
+        store.insert_version(&version("promo", "1.0.0", 'b')).await,
+        Err(StoreError::VersionConflict { .. })
+    ));
+    assert_eq!(
+        store.insert_version(&version("promo", "2.0.0", 'b')).await.unwrap(),
+        Stored::Created { activated: false }
+    );
+
+    let v = store.version("promo", "1.0.0").await.unwrap();
+    assert_eq!(v.limits.timeout, Duration::from_millis(50));
+    assert_eq!(v.failure_policy, FailurePolicy::FailClosed);
+    assert_eq!(v.hooks, vec![Subscription { hook: "order.pricing".into(), priority: 5 }]);
+    assert_eq!(v.config["region"], "kr");
+    assert_eq!(v.secrets["api_key"], "s3cr3t");
+
+    assert!(matches!(store.rollback("promo").await, Err(StoreError::NoPreviousVersion(_))));
+    store.activate("promo", "2.0.0").await.unwrap();
+    let p = store.plugin("promo").await.unwrap();
+    assert_eq!((p.active_version.as_deref(), p.previous_version.as_deref()), (Some("2.0.0"), Some("1.0.0")));
+    assert_eq!(store.rollback("promo").await.unwrap(), "1.0.0");
+    assert_eq!(store.plugin("promo").await.unwrap().active_version.as_deref(), Some("1.0.0"));
+
+    store.set_enabled("promo", false).await.unwrap();
+    assert!(!store.plugin("promo").await.unwrap().enabled);
+    // The same component under another plugin keeps its artifact alive.
+    store.insert_version(&version("copy", "1.0.0", 'a')).await.unwrap();
+    let mut unused = store.delete_plugin("promo").await.unwrap();
+    unused.sort();
+    assert_eq!(unused, vec!["b".repeat(64)]);
+    assert!(matches!(store.plugin("promo").await, Err(StoreError::UnknownPlugin(_))));
+    assert!(matches!(store.delete_plugin("promo").await, Err(StoreError::UnknownPlugin(_))));
+}
+
+fn invocation(started_at: SystemTime, outcome: Outcome, wall: Duration) -> Invocation {
+    Invocation {
+        outcome,
+        trap_kind: None,
+        detail: (outcome != Outcome::Ok).then(|| "promo code expired".to_owned()),
+        output: None,
+        started_at,
+        wall,
+        queued: Duration::ZERO,
+        instantiate: Duration::ZERO,
+        cpu: wall / 2,
+        instructions: Some(450_000),
+        memory_peak_bytes: 13 << 20,
+        input_bytes: 230,
+        output_bytes: 310,
+        logs: vec![LogLine {
+            at: Duration::from_micros(300),
+            level: Level::Info,
+            source: LogSource::Host,
+            message: "order ord-1001: promo WELCOME10 takes 2500 off 25000".into(),
+        }],
+        logs_dropped_bytes: 0,
+    }
+}
+
+#[tokio::test]
+async fn telemetry_round_trips_through_the_store_and_seeds_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let telemetry = Telemetry::new(TelemetryConfig::default());
+    let series = telemetry.series("promo", "1.0.0");
+    for i in 0..30u64 {
+        let outcome = if i % 10 == 0 { Outcome::PluginError } else { Outcome::Ok };
+        series.record("order.pricing", &invocation(at(7200 + i), outcome, Duration::from_micros(500 + i * 10)));
+    }
+    store.write_flush(&telemetry.flush(at(7260))).await.unwrap();
+
+    let tens = store.rollups("promo", None, Resolution::TenSeconds, at(7200), at(7300)).await.unwrap();
+    assert_eq!(tens.iter().map(|r| r.rollup.total()).collect::<Vec<_>>(), [10, 10, 10]);
+    let q = tens[0].quantiles.expect("10 s rows keep quantiles");
+    assert!((q[0] - 0.000_54).abs() / 0.000_54 < 0.02, "{q:?}");
+    let minutes = store.rollups("promo", Some("1.0.0"), Resolution::Minute, at(7200), at(7300)).await.unwrap();
+    assert_eq!(minutes.len(), 1);
+    let minute = &minutes[0].rollup;
+    assert_eq!((minute.total(), minute.failures()), (30, 3));
+    assert_eq!(minute.latency.count(), 30, "minute rows keep the sketch");
+    assert!((minute.quantile(0.99).unwrap() - 0.000_79).abs() / 0.000_79 < 0.02);
+
+    let runs = store.runs("promo", 100, false, None).await.unwrap();
+    assert!(!runs.is_empty());
+    assert_eq!(runs[0].logs[0].message, "order ord-1001: promo WELCOME10 takes 2500 off 25000");
+    assert!(runs.windows(2).all(|w| w[0].started_at >= w[1].started_at), "newest first");
+    let failures = store.runs("promo", 100, true, None).await.unwrap();
+    assert_eq!(failures.len(), 3);
+    assert!(failures.iter().all(|r| r.outcome == Outcome::PluginError));
+
+    // A restart seeds the current minute and hour; what follows adds to them.
+    let seeds = store.current_rollups(at(7259)).await.unwrap();
+    assert_eq!(
+        seeds.iter().map(|r| (r.resolution, r.total())).collect::<Vec<_>>(),
+        [(Resolution::Minute, 30), (Resolution::Hour, 30)]
+    );
+}
+
+#[tokio::test]
+async fn retention_prunes_what_is_too_old_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let telemetry = Telemetry::new(TelemetryConfig::default());
+    let series = telemetry.series("promo", "1.0.0");
+    let day = 86_400;
+    for t in [1_000_000, 1_000_000 + 3 * day] {
+        series.record("h", &invocation(at(t), Outcome::Ok, Duration::from_millis(1)));
+        series.record("h", &invocation(at(t + 1), Outcome::Timeout, Duration::from_millis(100)));
+        store.write_flush(&telemetry.flush(at(t + 3600))).await.unwrap();
+    }
+    let retention = Retention { runs_per_plugin: 1, ..Retention::default() };
+    let report = store.prune(&retention, at(1_000_000 + 3 * day + 3600)).await.unwrap();
+    assert!(report.rollups >= 1, "{report:?}");
+    let all = |r| store.rollups("promo", None, r, at(0), at(u64::MAX / 4));
+    let tens = all(Resolution::TenSeconds).await.unwrap();
+    assert_eq!(
+        tens.iter().map(|r| r.rollup.start).collect::<Vec<_>>(),
+        [(1_000_000 + 3 * day) as i64],
+        "10 s rows live 2 days"
+    );
+    assert_eq!(all(Resolution::Minute).await.unwrap().len(), 2, "minute rows live 30 days");
+    // One success and one failure kept per plugin (runs_per_plugin = 1), the newest.
+    let runs = store.runs("promo", 10, false, None).await.unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().all(|r| r.started_at >= at(1_000_000 + 3 * day)));
+}
+
+/// A realistic day for one plugin: 20 invocations a second with a log line each, 2 % failing, flushed every
+/// 10 s and pruned every hour as the server does. The figure is what one day adds to the database.
+#[tokio::test]
+async fn a_day_of_traffic_takes_at_most_a_megabyte_per_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let telemetry = Telemetry::new(TelemetryConfig::default());
+    let series = telemetry.series("promo-discount", "1.0.0");
+    let retention = Retention::default();
+    let start = 1_800_000_000u64 - 1_800_000_000 % 86_400;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let empty = store.size_bytes().await.unwrap();
+    let mut size_after = Vec::new();
+    for day in 0..2u64 {
+        for tick in 0..8640u64 {
+            let t0 = start + day * 86_400 + tick * 10;
+            for i in 0..200u64 {
+                // Log-normal-ish latency around 1.3 ms.
+                let micros = (1300.0 * (rng.f64() - 0.5).exp() * (1.0 + 0.3 * rng.f64())) as u64;
+                let outcome = if rng.u32(..50) == 0 { Outcome::PluginError } else { Outcome::Ok };
+                let when = UNIX_EPOCH + Duration::from_secs(t0) + Duration::from_millis(i * 50);
+                series.record("order.pricing", &invocation(when, outcome, Duration::from_micros(micros)));
+            }
+            store.write_flush(&telemetry.flush(at(t0 + 10))).await.unwrap();
+            if tick % 360 == 0 {
+                store.prune(&retention, at(t0 + 10)).await.unwrap();
+            }
+        }
+        store.prune(&retention, at(start + (day + 1) * 86_400)).await.unwrap();
+        size_after.push(store.size_bytes().await.unwrap());
+    }
+    let first_day = size_after[0] - empty;
+    let second_day = size_after[1] - size_after[0];
+    println!(
+        "storage: empty {empty} B, after day 1 {} B (+{first_day}), after day 2 {} B (+{second_day})",
+        size_after[0], size_after[1]
+    );
+    assert!(second_day <= 1 << 20, "a day of traffic added {second_day} bytes");
+    assert!(
+        first_day <= (1 << 20) + (512 << 10),
+        "the first day (which also fills the run log) added {first_day} bytes"
+    );
+}
