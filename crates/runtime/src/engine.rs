@@ -149,28 +149,47 @@ impl Runtime {
 impl Shared {
     fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
         let cached = self.cache_dir().map(|dir| dir.join(format!("{sha256}-{}.cwasm", self.cache_key)));
-        if let Some(path) = cached.as_deref().filter(|p| p.exists()) {
-            // SAFETY: the cache directory is private to plugwatch, files appear in it only by atomic rename
-            // of our own `serialize` output, and deserialization still checks the engine's compatibility.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(component) => return Ok(component),
-                Err(error) => {
-                    tracing::warn!(message = "Discarding unusable cached component.", path = %path.display(), error = %format!("{error:#}"));
-                    let _ = std::fs::remove_file(path);
-                }
+        if let Some(component) = cached.as_deref().filter(|p| p.exists()).and_then(|p| self.load_cached(p)) {
+            return Ok(component);
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")));
+        release_compiler_memory();
+        let component = component?;
+        let Some(path) = cached else { return Ok(component) };
+        if let Err(error) = write_cache(&component, &path) {
+            tracing::warn!(message = "Cannot cache compiled component.", path = %path.display(), %error);
+            return Ok(component);
+        }
+        // Use the cached copy: its code is a file mapping the kernel can share and evict, not tens of
+        // megabytes of anonymous memory for the life of the process.
+        Ok(self.load_cached(&path).unwrap_or(component))
+    }
+
+    fn load_cached(&self, path: &Path) -> Option<Component> {
+        // SAFETY: the cache directory is private to plugwatch, files appear in it only by atomic rename of
+        // our own `serialize` output, and deserialization still checks the engine's compatibility.
+        match unsafe { Component::deserialize_file(&self.engine, path) } {
+            Ok(component) => Some(component),
+            Err(error) => {
+                tracing::warn!(message = "Discarding unusable cached component.", path = %path.display(), error = %format!("{error:#}"));
+                let _ = std::fs::remove_file(path);
+                None
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        if let Some(path) = cached
-            && let Err(error) = write_cache(&component, &path)
-        {
-            tracing::warn!(message = "Cannot cache compiled component.", path = %path.display(), %error);
-        }
-        Ok(component)
     }
 
     fn cache_dir(&self) -> Option<&Path> {
         self.config.cache_dir.as_deref()
+    }
+}
+
+/// Compiling a large component makes Cranelift allocate hundreds of megabytes across its threads; glibc
+/// keeps the freed memory in its arenas. Give it back, so a long-running server's RSS reflects its work.
+fn release_compiler_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the OS; it is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -8,6 +8,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 /// it is several times what a plugin can execute within the default timeout on the reference machine,
 /// so the wall-clock limit normally fires first and fuel is the load-independent backstop.
 pub const DEFAULT_FUEL: u64 = 2_000_000_000;
+/// The default instruction budget for a given wall-clock limit: [`DEFAULT_FUEL`] per [`DEFAULT_TIMEOUT`],
+/// so that a plugin granted a longer timeout is not stopped early by a budget sized for the default one.
+pub fn default_fuel_for(timeout: Duration) -> u64 {
+    let scaled = DEFAULT_FUEL as u128 * timeout.as_nanos() / DEFAULT_TIMEOUT.as_nanos();
+    (scaled.min(u64::MAX as u128) as u64).max(DEFAULT_FUEL)
+}
+
 /// Default cap on an instance's total linear memory.
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 /// Default cap on input bytes.
