@@ -1,0 +1,353 @@
+//! The plugin registry: which plugins exist, which version of each is active and enabled, which hooks they
+//! subscribe to; loading them into the runtime; running one plugin or a whole hook (a filter chain or a set
+//! of actions) and recording every invocation into telemetry.
+//!
+//! Reads (every invocation) go through an immutable snapshot swapped atomically on change, so the hot path
+//! takes no lock; changes are serialised and written to the store before they become visible.
+
+mod dispatch;
+mod manifest;
+mod series;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use plugwatch_runtime::{Invocation, LoadError, LoadOptions, Plugin, Runtime};
+use plugwatch_store::{Artifacts, FailurePolicy, PluginRecord, Store, StoreError, Stored, VersionRecord};
+use plugwatch_telemetry::{Series, Telemetry};
+
+pub use dispatch::{HookMode, HookOutcome, HookRun};
+pub use manifest::{Manifest, validate_hook_name, validate_plugin_name};
+pub use series::{MAX_POINTS, Point, SeriesData};
+
+/// Why a registry operation failed. The HTTP layer maps each kind to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no plugin named `{0}`")]
+    UnknownPlugin(String),
+    #[error("plugin `{plugin}` has no version `{version}`")]
+    UnknownVersion { plugin: String, version: String },
+    #[error("plugin `{0}` is disabled")]
+    Disabled(String),
+    #[error("plugin `{name}` could not be loaded: {reason}")]
+    NotLoaded { name: String, reason: String },
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+    #[error("the component was refused: {0}")]
+    Rejected(#[from] LoadError),
+    #[error("plugin `{plugin}` version `{version}` already exists with a different component (sha256 {existing})")]
+    VersionConflict { plugin: String, version: String, existing: String },
+    #[error("plugin `{0}` has no previous version to roll back to")]
+    NoPreviousVersion(String),
+    #[error("the server is shutting down")]
+    Draining,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownPlugin(name) => RegistryError::UnknownPlugin(name),
+            StoreError::UnknownVersion { plugin, version } => RegistryError::UnknownVersion { plugin, version },
+            StoreError::VersionConflict { plugin, version, existing } => {
+                RegistryError::VersionConflict { plugin, version, existing }
+            }
+            StoreError::NoPreviousVersion(name) => RegistryError::NoPreviousVersion(name),
+            other => RegistryError::Store(other),
+        }
+    }
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// A plugin as the registry sees it now.
+#[derive(Clone)]
+pub struct Entry {
+    pub record: PluginRecord,
+    /// The active version, when there is one.
+    pub active: Option<Active>,
+}
+
+/// The active version of a plugin and its loaded component (or why it could not be loaded).
+#[derive(Clone)]
+pub struct Active {
+    pub version: VersionRecord,
+    pub loaded: std::result::Result<Plugin, String>,
+    pub series: Arc<Series>,
+}
+
+impl Entry {
+    /// `running`, `disabled`, `failed` (could not load) or `empty` (no version).
+    pub fn status(&self) -> &'static str {
+        match &self.active {
+            None => "empty",
+            Some(a) if a.loaded.is_err() => "failed",
+            Some(_) if !self.record.enabled => "disabled",
+            Some(_) => "running",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Snapshot {
+    plugins: BTreeMap<String, Arc<Entry>>,
+    /// Enabled, loaded subscribers per hook, in run order (priority, then name).
+    hooks: HashMap<String, Vec<(i32, Arc<Entry>)>>,
+}
+
+/// The registry. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Runtime,
+    store: Store,
+    artifacts: Artifacts,
+    telemetry: Arc<Telemetry>,
+    snapshot: ArcSwap<Snapshot>,
+    changes: tokio::sync::Mutex<()>,
+    draining: AtomicBool,
+}
+
+/// What an upload did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uploaded {
+    pub plugin: String,
+    pub version: String,
+    pub sha256: String,
+    /// False when the same name, version and component were already stored.
+    pub created: bool,
+    pub active: bool,
+}
+
+impl Registry {
+    /// Loads every plugin's active version from the store. A plugin whose component no longer loads is
+    /// kept with status `failed` and the reason, rather than stopping the server.
+    pub async fn open(runtime: Runtime, store: Store, artifacts: Artifacts, telemetry: Arc<Telemetry>) -> Result<Self> {
+        let registry = Registry {
+            inner: Arc::new(Inner {
+                runtime,
+                store,
+                artifacts,
+                telemetry,
+                snapshot: ArcSwap::from_pointee(Snapshot::default()),
+                changes: tokio::sync::Mutex::new(()),
+                draining: AtomicBool::new(false),
+            }),
+        };
+        let mut plugins = BTreeMap::new();
+        for record in registry.inner.store.plugins().await? {
+            let entry = registry.build_entry(record).await?;
+            plugins.insert(entry.record.name.clone(), Arc::new(entry));
+        }
+        registry.publish(plugins);
+        Ok(registry)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.inner.telemetry
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// From now on, refuse new invocations (in-flight ones finish).
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// Every plugin, by name.
+    pub fn plugins(&self) -> Vec<Arc<Entry>> {
+        self.inner.snapshot.load().plugins.values().cloned().collect()
+    }
+
+    pub fn plugin(&self, name: &str) -> Result<Arc<Entry>> {
+        self.inner.snapshot.load().plugins.get(name).cloned().ok_or_else(|| RegistryError::UnknownPlugin(name.into()))
+    }
+
+    /// A plugin's stored versions, oldest first.
+    pub async fn versions(&self, name: &str) -> Result<Vec<VersionRecord>> {
+        self.plugin(name)?;
+        Ok(self.inner.store.versions(name).await?)
+    }
+
+    /// Validates and stores a new version. With `activate`, it becomes the active version (its plugin's
+    /// first version always does).
+    pub async fn upload(&self, manifest: Manifest, component: Vec<u8>, activate: bool) -> Result<Uploaded> {
+        let new = manifest.validate(self.inner.runtime.config().max_memory_bytes)?;
+        // Loading proves the component is acceptable before anything is stored.
+        let options = LoadOptions {
+            limits: new.limits.clone(),
+            config: merged_config(&new.config, &new.secrets),
+            expected_sha256: manifest.sha256.clone(),
+            ..LoadOptions::default()
+        };
+        let plugin = self.inner.runtime.load(component.clone(), options).await?;
+        let _guard = self.inner.changes.lock().await;
+        let sha256 = self.inner.artifacts.put(&component)?;
+        debug_assert_eq!(sha256, plugin.sha256());
+        let new = plugwatch_store::NewVersion { sha256: sha256.clone(), size: component.len() as u64, ..new };
+        let stored = self.inner.store.insert_version(&new).await?;
+        let (created, activated) = match stored {
+            Stored::Created { activated } => (true, activated),
+            Stored::AlreadyPresent => (false, false),
+        };
+        if activate && !activated {
+            self.inner.store.activate(&new.plugin, &new.version).await?;
+        }
+        self.reload(&new.plugin).await?;
+        let entry = self.plugin(&new.plugin)?;
+        let active = entry.active.as_ref().is_some_and(|a| a.version.version == new.version);
+        Ok(Uploaded { plugin: new.plugin, version: new.version, sha256, created, active })
+    }
+
+    pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<()> {
+        let _guard = self.inner.changes.lock().await;
+        self.inner.store.set_enabled(name, enabled).await?;
+        self.reload(name).await
+    }
+
+    pub async fn activate(&self, name: &str, version: &str) -> Result<()> {
+        let _guard = self.inner.changes.lock().await;
+        self.inner.store.activate(name, version).await?;
+        self.reload(name).await
+    }
+
+    /// Makes the previous version active again; returns it.
+    pub async fn rollback(&self, name: &str) -> Result<String> {
+        let _guard = self.inner.changes.lock().await;
+        let version = self.inner.store.rollback(name).await?;
+        self.reload(name).await?;
+        Ok(version)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let _guard = self.inner.changes.lock().await;
+        let unused = self.inner.store.delete_plugin(name).await?;
+        for sha256 in unused {
+            self.inner.artifacts.remove(&sha256)?;
+        }
+        self.inner.telemetry.remove_plugin(name);
+        let mut plugins = self.inner.snapshot.load().plugins.clone();
+        plugins.remove(name);
+        self.publish(plugins);
+        Ok(())
+    }
+
+    /// Runs one plugin's active version once and records the invocation.
+    pub async fn invoke(&self, name: &str, hook: &str, input: &[u8]) -> Result<(Arc<Entry>, Invocation)> {
+        if self.is_draining() {
+            return Err(RegistryError::Draining);
+        }
+        let entry = self.plugin(name)?;
+        let active = entry
+            .active
+            .as_ref()
+            .ok_or_else(|| RegistryError::NotLoaded { name: name.into(), reason: "it has no version".into() })?;
+        if !entry.record.enabled {
+            return Err(RegistryError::Disabled(name.into()));
+        }
+        let plugin = active
+            .loaded
+            .as_ref()
+            .map_err(|reason| RegistryError::NotLoaded { name: name.into(), reason: reason.clone() })?;
+        let record = plugin.invoke(hook, input).await;
+        active.series.record(hook, &record);
+        Ok((entry.clone(), record))
+    }
+
+    /// Re-reads one plugin from the store, (re)loads its active version if it changed, and publishes.
+    async fn reload(&self, name: &str) -> Result<()> {
+        let record = self.inner.store.plugin(name).await?;
+        let current = self.inner.snapshot.load().plugins.get(name).cloned();
+        let entry = match current.as_deref() {
+            // Same active version: keep the loaded component, update the flags.
+            Some(Entry { active: Some(active), .. })
+                if record.active_version.as_deref() == Some(active.version.version.as_str()) =>
+            {
+                Entry { record, active: Some(active.clone()) }
+            }
+            _ => self.build_entry(record).await?,
+        };
+        let mut plugins = self.inner.snapshot.load().plugins.clone();
+        plugins.insert(name.to_owned(), Arc::new(entry));
+        self.publish(plugins);
+        Ok(())
+    }
+
+    async fn build_entry(&self, record: PluginRecord) -> Result<Entry> {
+        let Some(version) = record.active_version.clone() else {
+            return Ok(Entry { record, active: None });
+        };
+        let version = self.inner.store.version(&record.name, &version).await?;
+        let loaded = match self.inner.artifacts.get(&version.sha256) {
+            Ok(bytes) => {
+                let options = LoadOptions {
+                    limits: version.limits.clone(),
+                    config: merged_config(&version.config, &version.secrets),
+                    expected_sha256: Some(version.sha256.clone()),
+                    ..LoadOptions::default()
+                };
+                self.inner.runtime.load(bytes, options).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(reason) = &loaded {
+            tracing::error!(message = "Plugin failed to load.", plugin = %record.name, version = %version.version, %reason);
+        }
+        let series = self.inner.telemetry.series(&record.name, &version.version);
+        Ok(Entry { record, active: Some(Active { version, loaded, series }) })
+    }
+
+    fn publish(&self, plugins: BTreeMap<String, Arc<Entry>>) {
+        let mut hooks: HashMap<String, Vec<(i32, Arc<Entry>)>> = HashMap::new();
+        for entry in plugins.values() {
+            let Some(active) = &entry.active else { continue };
+            if !entry.record.enabled || active.loaded.is_err() {
+                continue;
+            }
+            for sub in &active.version.hooks {
+                hooks.entry(sub.hook.clone()).or_default().push((sub.priority, entry.clone()));
+            }
+        }
+        for subscribers in hooks.values_mut() {
+            subscribers.sort_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| a.record.name.cmp(&b.record.name)));
+        }
+        self.inner.snapshot.store(Arc::new(Snapshot { plugins, hooks }));
+    }
+
+    fn subscribers(&self, hook: &str) -> Vec<(i32, Arc<Entry>)> {
+        self.inner.snapshot.load().hooks.get(hook).cloned().unwrap_or_default()
+    }
+
+    /// Hooks with at least one enabled subscriber, with their subscriber count.
+    pub fn hooks(&self) -> Vec<(String, usize)> {
+        let snapshot = self.inner.snapshot.load();
+        let mut hooks: Vec<_> = snapshot.hooks.iter().map(|(h, s)| (h.clone(), s.len())).collect();
+        hooks.sort();
+        hooks
+    }
+}
+
+/// A plugin's failure policy, for callers that only hold an entry.
+pub fn failure_policy(entry: &Entry) -> FailurePolicy {
+    entry.active.as_ref().map(|a| a.version.failure_policy).unwrap_or_default()
+}
+
+fn merged_config(config: &BTreeMap<String, String>, secrets: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    config.iter().chain(secrets).map(|(k, v)| (k.clone(), v.clone())).collect()
+}

@@ -1,0 +1,159 @@
+//! Per-plugin time series for any range and step: recent 10 s buckets from telemetry's memory, older ones
+//! and coarser resolutions from the store, merged into points of the requested step.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use plugwatch_runtime::Outcome;
+use plugwatch_store::StoredRollup;
+use plugwatch_telemetry::{Resolution, Rollup};
+
+use crate::{Registry, Result};
+
+/// The most points one query returns; a finer step over a longer range is coarsened to fit.
+pub const MAX_POINTS: u64 = 2000;
+
+/// One point of a series: aggregates over `[start, start + step)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub start: i64,
+    pub requests: u64,
+    pub counts: [u64; 9],
+    /// Seconds; `None` without traffic.
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub cpu_sum_us: u64,
+    pub instructions: u64,
+    pub memory_peak_max: u64,
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+}
+
+impl Point {
+    pub fn failures(&self) -> u64 {
+        self.requests - self.counts[Outcome::Ok.index()]
+    }
+}
+
+/// A series answer: the step actually used and the resolution it was built from.
+#[derive(Clone, Debug)]
+pub struct SeriesData {
+    pub step: u64,
+    pub resolution: Resolution,
+    pub points: Vec<Point>,
+}
+
+impl Registry {
+    /// Points from `from` to `to` every `step` for one plugin (one version, or all merged).
+    pub async fn series(
+        &self,
+        plugin: &str,
+        version: Option<&str>,
+        from: SystemTime,
+        to: SystemTime,
+        step: Duration,
+    ) -> Result<SeriesData> {
+        self.plugin(plugin)?;
+        let (from_s, to_s) = (unix(from), unix(to).max(unix(from) + 1));
+        let span = (to_s - from_s) as u64;
+        let mut step = step.as_secs().max(10).max(span.div_ceil(MAX_POINTS));
+        let resolution = if step < 60 {
+            Resolution::TenSeconds
+        } else if step < 3600 {
+            Resolution::Minute
+        } else {
+            Resolution::Hour
+        };
+        let resolution_secs = resolution.seconds() as u64;
+        step = step.div_ceil(resolution_secs) * resolution_secs;
+        let stored = self.inner.store.rollups(plugin, version, resolution, from, to).await?;
+        // Buckets still in memory are the freshest (and the only source for the open one).
+        let mut rows: BTreeMap<(i64, String), StoredRollup> = BTreeMap::new();
+        for s in stored {
+            rows.insert((s.rollup.start, s.rollup.version.clone()), s);
+        }
+        if resolution == Resolution::TenSeconds {
+            for live in self.inner.telemetry.live(plugin, version, from, to) {
+                rows.insert((live.start, live.version.clone()), StoredRollup { rollup: live, quantiles: None });
+            }
+        }
+        let mut points: BTreeMap<i64, Accumulated> = BTreeMap::new();
+        for ((start, _), StoredRollup { rollup, quantiles }) in rows {
+            let at = start - (start - from_s).rem_euclid(step as i64);
+            let Accumulated { point, merged, stored_quantiles } = points.entry(at).or_insert_with(|| Accumulated {
+                point: empty_point(at),
+                merged: None,
+                stored_quantiles: Vec::new(),
+            });
+            point.requests += rollup.total();
+            for (sum, n) in point.counts.iter_mut().zip(rollup.counts) {
+                *sum += n;
+            }
+            point.cpu_sum_us += rollup.cpu_sum_us;
+            point.instructions += rollup.instructions;
+            point.memory_peak_max = point.memory_peak_max.max(rollup.memory_peak_max);
+            point.input_bytes += rollup.input_bytes;
+            point.output_bytes += rollup.output_bytes;
+            match quantiles {
+                Some(q) => stored_quantiles.push(q),
+                None => match merged {
+                    Some(m) => m.merge(&rollup),
+                    None => *merged = Some(rollup),
+                },
+            }
+        }
+        let points = points
+            .into_values()
+            .map(|Accumulated { mut point, merged, stored_quantiles }| {
+                if let Some(m) = merged.filter(|m| m.latency.count() > 0) {
+                    point.p50 = m.quantile(0.5);
+                    point.p95 = m.quantile(0.95);
+                    point.p99 = m.quantile(0.99);
+                } else if let Some(q) = stored_quantiles.first().filter(|_| stored_quantiles.len() == 1) {
+                    // A 10 s bucket read back from the store keeps its quantiles, not its sketch.
+                    (point.p50, point.p95, point.p99) = (Some(q[0]), Some(q[1]), Some(q[2]));
+                } else if !stored_quantiles.is_empty() {
+                    // Several stored 10 s buckets in one point: the worst of each is an upper bound.
+                    let worst = |i: usize| {
+                        stored_quantiles
+                            .iter()
+                            .map(|q| q[i])
+                            .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
+                    };
+                    (point.p50, point.p95, point.p99) = (worst(0), worst(1), worst(2));
+                }
+                point
+            })
+            .collect();
+        Ok(SeriesData { step, resolution, points })
+    }
+}
+
+/// One point being built: its counters, the merged sketch of rows that have one, and the quantiles of
+/// stored 10 s rows (which keep quantiles instead of a sketch).
+struct Accumulated {
+    point: Point,
+    merged: Option<Rollup>,
+    stored_quantiles: Vec<[f64; 4]>,
+}
+
+fn empty_point(start: i64) -> Point {
+    Point {
+        start,
+        requests: 0,
+        counts: [0; 9],
+        p50: None,
+        p95: None,
+        p99: None,
+        cpu_sum_us: 0,
+        instructions: 0,
+        memory_peak_max: 0,
+        input_bytes: 0,
+        output_bytes: 0,
+    }
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
