@@ -1,6 +1,7 @@
 //! The `plugwatch` command: a thin shell whose subcommands each live in `commands/` as a struct with `run()`.
 
 mod commands;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -16,17 +17,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Serve(commands::serve::Serve),
     Run(commands::run::Run),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PLUGWATCH_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let result = match cli.command {
-        Command::Run(cmd) => cmd.run(),
+        Command::Serve(cmd) => cmd.run(),
+        Command::Run(cmd) => {
+            logging::init_quiet();
+            cmd.run()
+        }
     };
     match result {
         Ok(code) => code,

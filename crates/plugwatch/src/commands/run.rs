@@ -36,7 +36,7 @@ pub struct Run {
     /// Linear-memory cap, e.g. 64MiB.
     #[arg(long, default_value = "64MiB")]
     memory: ByteSize,
-    /// Instruction budget (fuel). Defaults to the server's default budget.
+    /// Instruction budget (fuel) [default: 2,000,000,000 per 100 ms of --timeout, as on the server].
     #[arg(long)]
     fuel: Option<u64>,
     /// Print one JSON object (output and measurement) on stdout instead.
@@ -72,7 +72,7 @@ impl Run {
         let limits = Limits {
             timeout: self.timeout,
             memory_bytes: self.memory.as_u64(),
-            fuel: self.fuel.or(Limits::default().fuel),
+            fuel: Some(self.fuel.unwrap_or_else(|| plugwatch_runtime::default_fuel_for(self.timeout))),
             ..Limits::default()
         };
         let cache_dir = if self.no_cache { None } else { self.cache_dir.clone().or_else(default_cache_dir) };
@@ -111,7 +111,8 @@ impl Run {
     }
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
+/// `$XDG_CACHE_HOME/plugwatch`, else `~/.cache/plugwatch`.
+pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;

@@ -1,0 +1,124 @@
+//! `plugwatch serve`: runs the server until SIGTERM or Ctrl-C, then drains and flushes.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use plugwatch_server::config::LogFormat;
+use plugwatch_server::{ServeConfig, Server};
+
+/// Top-level settings that `PLUGWATCH_*` environment variables may set (nested ones use `__`, e.g.
+/// `PLUGWATCH_TELEMETRY__FLUSH_INTERVAL_SECS=5`). Other `PLUGWATCH_*` variables belong to other commands.
+const ENV_KEYS: &[&str] =
+    &["listen", "data_dir", "log_format", "demo", "drain_timeout_secs", "http", "runtime", "telemetry"];
+
+/// Run the plugwatch server.
+///
+/// Settings come from, in increasing precedence: built-in defaults, the TOML file given with --config,
+/// `PLUGWATCH_*` environment variables (nested keys joined with `__`), and these flags.
+#[derive(clap::Args)]
+pub struct Serve {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Where the database, plugins and caches live [default: ./plugwatch-data; with --demo, a fresh
+    /// temporary directory removed on exit].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Load the example plugins and drive synthetic restaurant traffic.
+    #[arg(long)]
+    demo: bool,
+    /// `text` or `json` (structured logs for ELK) [default: text].
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+}
+
+impl Serve {
+    pub fn run(self) -> anyhow::Result<std::process::ExitCode> {
+        let mut figment = Figment::from(Serialized::defaults(ServeConfig::default()));
+        if let Some(path) = &self.config {
+            anyhow::ensure!(path.exists(), "the configuration file {} does not exist", path.display());
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("PLUGWATCH_")
+                .filter(|key| ENV_KEYS.iter().any(|k| key.as_str().to_ascii_lowercase().starts_with(k)))
+                .split("__"),
+        );
+        let mut config: ServeConfig = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(format) = &self.log_format {
+            config.log_format = if format == "json" { LogFormat::Json } else { LogFormat::Text };
+        }
+        config.demo |= self.demo;
+        // A demo starts from a fresh database unless told where to keep it.
+        let explicit_dir = self.data_dir.is_some() || figment_has(&self.config, "data_dir");
+        let _demo_dir = if config.demo && !explicit_dir {
+            let dir = tempfile::Builder::new()
+                .prefix("plugwatch-demo-")
+                .tempdir()
+                .context("cannot create a demo directory")?;
+            config.data_dir = dir.path().to_owned();
+            // Compiled code outlives the throwaway database: the next demo starts in a second, not ten.
+            if config.cache_dir.is_none() {
+                config.cache_dir = crate::commands::run::default_cache_dir();
+            }
+            Some(dir)
+        } else {
+            None
+        };
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        crate::logging::init(config.log_format == LogFormat::Json);
+
+        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        tokio.block_on(async {
+            let server = Server::bind(config.clone()).await?;
+            tracing::info!(
+                message = "plugwatch is listening.",
+                flush_interval_secs = config.telemetry.flush_interval_secs,
+                address = %format!("http://{}", server.local_addr()),
+                data_dir = %config.data_dir.display(),
+                demo = config.demo,
+                plugins = server.state().registry.plugins().len(),
+            );
+            server.run(shutdown_signal()).await?;
+            tracing::info!(message = "plugwatch stopped.");
+            Ok::<_, anyhow::Error>(())
+        })?;
+        Ok(std::process::ExitCode::SUCCESS)
+    }
+}
+
+/// Whether the configuration file (if any) sets `key` at the top level, or the environment does.
+fn figment_has(config: &Option<PathBuf>, key: &str) -> bool {
+    let env = std::env::var_os(format!("PLUGWATCH_{}", key.to_uppercase())).is_some();
+    let file = config.as_ref().is_some_and(|path| Figment::from(Toml::file_exact(path)).find_value(key).is_ok());
+    env || file
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,170 @@
+//! `plugwatch serve` as an operator runs it: the real binary, real signals, real restarts.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TEMPLATE: &str = include_str!("../../runtime/tests/fixtures/plugin.wat.in");
+
+struct Running {
+    child: Child,
+    addr: String,
+}
+
+/// Starts `plugwatch serve` on a free port and waits until it says where it listens.
+fn serve(args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(args)
+        .envs(envs.iter().copied())
+        .env_remove("PLUGWATCH_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        if event["message"] == "plugwatch is listening." {
+            let addr = event["address"].as_str().unwrap().to_owned();
+            // Keep reading, so the server never blocks on (or fails writing to) a full or closed pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return Running { child, addr };
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the server exited before listening");
+}
+
+impl Drop for Running {
+    /// A failing test never leaves a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http(method: &str, url: &str, body: Option<(&str, Vec<u8>)>) -> (u16, String) {
+    // A tiny blocking client via curl keeps this test free of an async runtime.
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]);
+    if let Some((content_type, bytes)) = &body {
+        let path = std::env::temp_dir().join(format!("plugwatch-body-{}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        cmd.args(["-H", &format!("content-type: {content_type}"), "--data-binary", &format!("@{}", path.display())]);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+fn upload_echo(addr: &str) {
+    let wasm = wat::parse_str(
+        TEMPLATE.replace("{extra}", "").replace("{body}", "(call $ok (local.get $input) (local.get $input_len))"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("echo.wasm");
+    std::fs::write(&component, wasm).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", &format!("{addr}/api/v1/plugins")])
+        .args(["-F", r#"manifest={"name":"echo","version":"1.0.0"};type=application/json"#])
+        .args(["-F", &format!("component=@{};type=application/wasm", component.display())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.ends_with("201"), "{text}");
+}
+
+fn series_requests(addr: &str) -> u64 {
+    let (status, body) = http("GET", &format!("{addr}/api/v1/plugins/echo/series?step=60"), None);
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    body["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn after_kill_9_at_most_one_flush_interval_of_telemetry_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let env = [("PLUGWATCH_TELEMETRY__FLUSH_INTERVAL_SECS", "1")];
+    let mut server = serve(&["--data-dir", data], &env);
+    upload_echo(&server.addr);
+    for i in 0..20 {
+        let body = format!(r#"{{"hook":"h","input":{i}}}"#).into_bytes();
+        let (status, text) =
+            http("POST", &format!("{}/api/v1/plugins/echo/invoke", server.addr), Some(("application/json", body)));
+        assert_eq!(status, 200, "{text}");
+    }
+    // Two flush intervals pass, then the process dies without any chance to flush.
+    std::thread::sleep(Duration::from_millis(2500));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let mut restarted = serve(&["--data-dir", data], &env);
+    assert_eq!(series_requests(&restarted.addr), 20, "everything flushed before the kill survived");
+    let (status, body) = http(
+        "POST",
+        &format!("{}/api/v1/plugins/echo/invoke", restarted.addr),
+        Some(("application/json", br#"{"hook":"h","input":1}"#.to_vec())),
+    );
+    assert_eq!(status, 200, "the plugin is back: {body}");
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+}
+
+#[test]
+fn sigterm_drains_flushes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut server = serve(&["--data-dir", data], &[]);
+    upload_echo(&server.addr);
+    for i in 0..3 {
+        let body = format!(r#"{{"hook":"h","input":{i}}}"#).into_bytes();
+        http("POST", &format!("{}/api/v1/plugins/echo/invoke", server.addr), Some(("application/json", body)));
+    }
+    // The default flush interval (10 s) has not passed: only the shutdown flush can save these.
+    let started = Instant::now();
+    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut restarted = serve(&["--data-dir", data], &[]);
+    assert_eq!(series_requests(&restarted.addr), 3);
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_the_setting_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plugwatch.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n[telemetry]\nflush_interval_seconds = 5\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .args(["serve", "--config", config.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("flush_interval_seconds"), "{stderr}");
+
+    std::fs::write(&config, "[telemetry]\nflush_interval_secs = 0\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .args(["serve", "--config", config.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("telemetry.flush_interval_secs"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .args(["serve", "--config", "/no/such/plugwatch.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}

@@ -1,0 +1,169 @@
+//! Plugin registry endpoints: upload, list, inspect, enable/disable, activate/rollback, delete, invoke.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Multipart, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use plugwatch_runtime::Outcome;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::dto::{InputDto, InvocationDto, ManifestDto, PluginDto, VersionDto};
+use crate::error::{ApiError, from_rejection};
+use crate::extract::{ApiJson, ApiQuery};
+
+pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let live: HashMap<String, _> = state
+        .registry
+        .telemetry()
+        .overview(std::time::SystemTime::now())
+        .into_iter()
+        .map(|s| (format!("{}\0{}", s.plugin, s.version), s))
+        .collect();
+    let plugins: Vec<PluginDto> = state
+        .registry
+        .plugins()
+        .iter()
+        .map(|entry| {
+            let key = format!("{}\0{}", entry.record.name, entry.record.active_version.as_deref().unwrap_or(""));
+            PluginDto::new(entry, live.get(&key))
+        })
+        .collect();
+    Json(json!({ "plugins": plugins }))
+}
+
+pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let entry = state.registry.plugin(&name)?;
+    let versions = state.registry.versions(&name).await?;
+    let live = state.registry.telemetry().overview(std::time::SystemTime::now());
+    let live = live.iter().find(|s| s.plugin == name && Some(&s.version) == entry.record.active_version.as_ref());
+    let active = entry.record.active_version.clone();
+    let versions: Vec<VersionDto> =
+        versions.iter().map(|v| VersionDto::new(v, Some(&v.version) == active.as_ref())).collect();
+    let loaded = entry.active.as_ref().and_then(|a| a.loaded.as_ref().ok());
+    Ok(Json(json!({
+        "plugin": PluginDto::new(&entry, live),
+        "versions": versions,
+        "imports": loaded.map(|p| p.imports().to_vec()),
+    })))
+}
+
+pub async fn versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let entry = state.registry.plugin(&name)?;
+    let active = entry.record.active_version.clone();
+    let versions = state.registry.versions(&name).await?;
+    let versions: Vec<VersionDto> =
+        versions.iter().map(|v| VersionDto::new(v, Some(&v.version) == active.as_ref())).collect();
+    Ok(Json(json!({ "versions": versions })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// Make the new version active (default true; a plugin's first version always is).
+    #[serde(default)]
+    activate: Option<bool>,
+}
+
+/// `multipart/form-data` with a `manifest` part (JSON) and a `component` part (the .wasm bytes).
+pub async fn upload(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let mut multipart = multipart.map_err(from_rejection)?;
+    let (mut manifest, mut component) = (None, None);
+    while let Some(field) = multipart.next_field().await.map_err(from_rejection)? {
+        match field.name() {
+            Some("manifest") => {
+                let text = field.bytes().await.map_err(from_rejection)?;
+                let dto: ManifestDto = serde_json::from_slice(&text)
+                    .map_err(|e| ApiError::bad_request(format!("invalid manifest: {e}")))?;
+                manifest = Some(dto);
+            }
+            Some("component") => component = Some(field.bytes().await.map_err(from_rejection)?.to_vec()),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "unexpected part `{other}`: an upload has a `manifest` part and a `component` part"
+                )));
+            }
+            None => return Err(ApiError::bad_request("a multipart part has no name")),
+        }
+    }
+    let manifest = manifest.ok_or_else(|| ApiError::bad_request("the `manifest` part (JSON) is missing"))?;
+    let component = component.ok_or_else(|| ApiError::bad_request("the `component` part (.wasm) is missing"))?;
+    if component.is_empty() {
+        return Err(ApiError::bad_request("the `component` part is empty"));
+    }
+    let uploaded = state.registry.upload(manifest.into_manifest()?, component, query.activate.unwrap_or(true)).await?;
+    let status = if uploaded.created { StatusCode::CREATED } else { StatusCode::OK };
+    let body = json!({
+        "plugin": uploaded.plugin,
+        "version": uploaded.version,
+        "sha256": uploaded.sha256,
+        "created": uploaded.created,
+        "active": uploaded.active,
+    });
+    Ok((status, Json(body)).into_response())
+}
+
+pub async fn enable(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.registry.set_enabled(&name, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn disable(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.registry.set_enabled(&name, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn activate(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.registry.activate(&name, &version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let version = state.registry.rollback(&name).await?;
+    Ok(Json(json!({ "plugin": name, "active_version": version })))
+}
+
+pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.registry.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs the plugin's active version once. Every outcome of a run is a 200 whose `outcome` says what
+/// happened; an input over the limit is a 413 and an overloaded plugin a 429 with `Retry-After`.
+pub async fn invoke(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<crate::dto::InvokeRequest>,
+) -> Result<Response, ApiError> {
+    plugwatch_registry::validate_hook_name(&request.hook)?;
+    let input = InputDto { input: request.input, input_base64: request.input_base64 }.bytes()?;
+    let (entry, record) = state.registry.invoke(&name, &request.hook, &input).await?;
+    let version = entry.record.active_version.clone().unwrap_or_default();
+    let status = match record.outcome {
+        Outcome::Rejected => {
+            let body = InvocationDto::new(&name, &version, &request.hook, &record);
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, 1.into());
+            return Ok(response);
+        }
+        Outcome::InputTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(InvocationDto::new(&name, &version, &request.hook, &record))).into_response())
+}

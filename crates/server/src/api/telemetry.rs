@@ -1,0 +1,207 @@
+//! Reading telemetry: per-plugin series, the run log, the overview of every plugin, and the host.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::dto::{InvocationDto, LiveDto, micros, ms, outcomes, rfc3339};
+use crate::error::{ApiError, internal};
+use crate::extract::ApiQuery;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    /// Unix seconds or RFC 3339; default: `to` minus one hour.
+    from: Option<String>,
+    /// Unix seconds or RFC 3339; default: now.
+    to: Option<String>,
+    /// Seconds or a duration such as `1m`; default: about 120 points.
+    step: Option<String>,
+    version: Option<String>,
+}
+
+fn parse_time(field: &str, value: &str) -> Result<SystemTime, ApiError> {
+    if let Ok(secs) = value.parse::<u64>() {
+        return Ok(UNIX_EPOCH + Duration::from_secs(secs));
+    }
+    humantime::parse_rfc3339_weak(value).map_err(|_| {
+        ApiError::bad_request(format!("`{field}` must be unix seconds or an RFC 3339 time, not {value:?}"))
+    })
+}
+
+struct Range {
+    from: SystemTime,
+    to: SystemTime,
+    step: Duration,
+}
+
+fn range(q: &RangeQuery) -> Result<Range, ApiError> {
+    let to = q.to.as_deref().map(|v| parse_time("to", v)).transpose()?.unwrap_or_else(SystemTime::now);
+    let from = q.from.as_deref().map(|v| parse_time("from", v)).transpose()?.unwrap_or(to - Duration::from_secs(3600));
+    if from >= to {
+        return Err(ApiError::bad_request("`from` must be before `to`"));
+    }
+    let span = to.duration_since(from).unwrap_or_default();
+    let step = match q.step.as_deref() {
+        None => Duration::from_secs((span.as_secs() / 120).max(10)),
+        Some(v) => match v.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => humantime::parse_duration(v).map_err(|_| {
+                ApiError::bad_request(format!("`step` must be seconds or a duration such as 1m, not {v:?}"))
+            })?,
+        },
+    };
+    if step.is_zero() {
+        return Err(ApiError::bad_request("`step` must be positive"));
+    }
+    Ok(Range { from, to, step })
+}
+
+pub async fn series(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = range(&q)?;
+    let data = state.registry.series(&name, q.version.as_deref(), r.from, r.to, r.step).await?;
+    let step = data.step as f64;
+    let points: Vec<_> = data
+        .points
+        .iter()
+        .map(|p| {
+            json!({
+                "t": p.start,
+                "requests": p.requests,
+                "rps": p.requests as f64 / step,
+                "error_rate": if p.requests == 0 { 0.0 } else { p.failures() as f64 / p.requests as f64 },
+                "p50_ms": p.p50.map(ms),
+                "p95_ms": p.p95.map(ms),
+                "p99_ms": p.p99.map(ms),
+                "cpu_cores": p.cpu_sum_us as f64 / 1e6 / step,
+                "instructions": p.instructions,
+                "memory_peak_bytes": p.memory_peak_max,
+                "input_bytes": p.input_bytes,
+                "output_bytes": p.output_bytes,
+                "outcomes": outcomes(&p.counts),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "plugin": name,
+        "version": q.version,
+        "step": data.step,
+        "resolution": data.resolution.as_str(),
+        "points": points,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    limit: Option<u32>,
+    /// Only failed invocations.
+    failures: Option<bool>,
+}
+
+/// The run log, newest first: what is in memory, then what was persisted before it.
+pub async fn invocations(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.registry.plugin(&name)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let failures = q.failures.unwrap_or(false);
+    let mut runs = state.registry.telemetry().recent(&name, limit as usize, failures);
+    if runs.len() < limit as usize {
+        let oldest =
+            runs.last().map(|r| r.started_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as i64);
+        let older = state
+            .registry
+            .store()
+            .runs(&name, limit - runs.len() as u32, failures, oldest)
+            .await
+            .map_err(|e| internal(&e))?;
+        runs.extend(older);
+    }
+    let runs: Vec<InvocationDto> = runs.iter().map(InvocationDto::from_run).collect();
+    Ok(Json(json!({ "plugin": name, "invocations": runs })))
+}
+
+/// Every plugin's live numbers over the last minute, plus the latest host sample.
+pub async fn overview(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let now = SystemTime::now();
+    let live = state.registry.telemetry().overview(now);
+    let mut by_plugin: std::collections::HashMap<&str, Vec<&plugwatch_telemetry::LiveStats>> = Default::default();
+    for s in &live {
+        by_plugin.entry(s.plugin.as_str()).or_default().push(s);
+    }
+    let plugins: Vec<_> = state
+        .registry
+        .plugins()
+        .iter()
+        .map(|entry| {
+            let active = entry.record.active_version.as_deref();
+            let stats = by_plugin
+                .get(entry.record.name.as_str())
+                .and_then(|v| v.iter().find(|s| Some(s.version.as_str()) == active));
+            json!({
+                "name": entry.record.name,
+                "status": entry.status(),
+                "version": active,
+                "live": stats.map(|s| LiveDto::new(s)),
+            })
+        })
+        .collect();
+    let host = state.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Json(json!({ "at": rfc3339(now), "plugins": plugins, "host": host.as_ref().map(host_json) }))
+}
+
+fn host_json(h: &plugwatch_telemetry::HostSample) -> serde_json::Value {
+    json!({
+        "at": rfc3339(h.at),
+        "cpu_usage": h.cpu_usage,
+        "cpu_cores": h.cpu_cores,
+        "memory_used_bytes": h.memory_used_bytes,
+        "memory_total_bytes": h.memory_total_bytes,
+        "disk_used_bytes": h.disk_used_bytes,
+        "disk_total_bytes": h.disk_total_bytes,
+        "process_rss_bytes": h.process_rss_bytes,
+        "process_cpu_usage": h.process_cpu_usage,
+        "process_cpu_us": micros(Duration::from_secs_f64(h.process_cpu_seconds.max(0.0))),
+    })
+}
+
+/// Host resources: the latest sample and a series over the range.
+pub async fn host(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if q.version.is_some() {
+        return Err(ApiError::bad_request("`version` does not apply to host series"));
+    }
+    let r = range(&q)?;
+    let step = r.step.max(Duration::from_secs(5));
+    let points = state.registry.store().host_points(r.from, r.to, step).await.map_err(|e| internal(&e))?;
+    let latest = state.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let points: Vec<_> = points
+        .iter()
+        .map(|p| {
+            json!({
+                "t": p.at,
+                "cpu_usage": p.cpu_usage,
+                "memory_used_bytes": p.memory_used_bytes,
+                "memory_total_bytes": p.memory_total_bytes,
+                "disk_used_bytes": p.disk_used_bytes,
+                "disk_total_bytes": p.disk_total_bytes,
+                "process_rss_bytes": p.process_rss_bytes,
+                "process_cpu_usage": p.process_cpu_usage,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "latest": latest.as_ref().map(host_json), "step": step.as_secs(), "points": points })))
+}

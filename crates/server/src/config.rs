@@ -1,0 +1,198 @@
+//! The server's configuration: every setting with its default. The binary fills it from a TOML file,
+//! `PLUGWATCH_*` environment variables and flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use plugwatch_store::Retention;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the database, plugin artifacts and compiled-code cache live.
+    pub data_dir: PathBuf,
+    /// Where compiled plugins are cached [default: `<data_dir>/compiled`].
+    pub cache_dir: Option<PathBuf>,
+    /// `text` or `json` (one JSON object per line, for ELK-style log shipping).
+    pub log_format: LogFormat,
+    /// Load the example plugins and drive synthetic restaurant traffic.
+    pub demo: bool,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub drain_timeout_secs: u64,
+    pub http: HttpConfig,
+    pub runtime: RuntimeSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            data_dir: PathBuf::from("plugwatch-data"),
+            cache_dir: None,
+            log_format: LogFormat::Text,
+            demo: false,
+            drain_timeout_secs: 30,
+            http: HttpConfig::default(),
+            runtime: RuntimeSettings::default(),
+            telemetry: TelemetrySettings::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest JSON request body.
+    pub max_body_bytes: usize,
+    /// Largest plugin upload (manifest plus component).
+    pub max_upload_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { max_body_bytes: 4 << 20, max_upload_bytes: 80 << 20 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    pub meter_instructions: bool,
+    pub max_instances: u32,
+    pub max_in_flight: u32,
+    pub max_memory_bytes: u64,
+    pub max_plugin_bytes: usize,
+    pub prewarm_instances: usize,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        let d = plugwatch_runtime::RuntimeConfig::default();
+        RuntimeSettings {
+            meter_instructions: d.meter_instructions,
+            max_instances: d.max_instances,
+            max_in_flight: d.max_in_flight,
+            max_memory_bytes: d.max_memory_bytes,
+            max_plugin_bytes: d.max_plugin_bytes,
+            prewarm_instances: d.prewarm_instances,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// How often aggregates are written to the database (at most this much is lost on a crash).
+    pub flush_interval_secs: u64,
+    /// How often the host is sampled.
+    pub host_interval_secs: u64,
+    /// How often retention is enforced.
+    pub prune_interval_secs: u64,
+    pub retention: RetentionSettings,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            flush_interval_secs: 10,
+            host_interval_secs: 5,
+            prune_interval_secs: 3600,
+            retention: RetentionSettings::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    pub ten_second_hours: u64,
+    pub minute_days: u64,
+    pub hour_days: u64,
+    pub run_days: u64,
+    pub failed_run_days: u64,
+    pub runs_per_plugin: u32,
+    pub host_sample_hours: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        let d = Retention::default();
+        RetentionSettings {
+            ten_second_hours: d.ten_seconds.as_secs() / 3600,
+            minute_days: d.minute.as_secs() / 86_400,
+            hour_days: d.hour.as_secs() / 86_400,
+            run_days: d.runs.as_secs() / 86_400,
+            failed_run_days: d.failed_runs.as_secs() / 86_400,
+            runs_per_plugin: d.runs_per_plugin,
+            host_sample_hours: d.host_samples.as_secs() / 3600,
+        }
+    }
+}
+
+impl RetentionSettings {
+    pub fn retention(&self) -> Retention {
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let days = |d: u64| Duration::from_secs(d * 86_400);
+        Retention {
+            ten_seconds: hours(self.ten_second_hours),
+            minute: days(self.minute_days),
+            hour: days(self.hour_days),
+            runs: days(self.run_days),
+            failed_runs: days(self.failed_run_days),
+            runs_per_plugin: self.runs_per_plugin,
+            host_samples: hours(self.host_sample_hours),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Refuses values that cannot work, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = &self.telemetry;
+        for (name, value) in [
+            ("telemetry.flush_interval_secs", t.flush_interval_secs),
+            ("telemetry.host_interval_secs", t.host_interval_secs),
+            ("telemetry.prune_interval_secs", t.prune_interval_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("`{name}` must be at least 1"));
+            }
+        }
+        if self.http.max_body_bytes < 1024 || self.http.max_upload_bytes < 1024 {
+            return Err("`http.max_body_bytes` and `http.max_upload_bytes` must be at least 1024".into());
+        }
+        if self.runtime.max_instances == 0 || self.runtime.max_in_flight == 0 {
+            return Err("`runtime.max_instances` and `runtime.max_in_flight` must be at least 1".into());
+        }
+        if self.runtime.max_memory_bytes < 64 << 10 {
+            return Err("`runtime.max_memory_bytes` must be at least 65536 (one page)".into());
+        }
+        Ok(())
+    }
+
+    pub fn runtime_config(&self) -> plugwatch_runtime::RuntimeConfig {
+        let r = &self.runtime;
+        plugwatch_runtime::RuntimeConfig {
+            meter_instructions: r.meter_instructions,
+            max_instances: r.max_instances,
+            max_in_flight: r.max_in_flight,
+            max_memory_bytes: r.max_memory_bytes,
+            max_plugin_bytes: r.max_plugin_bytes,
+            prewarm_instances: r.prewarm_instances,
+            cache_dir: Some(self.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("compiled"))),
+            ..plugwatch_runtime::RuntimeConfig::default()
+        }
+    }
+}

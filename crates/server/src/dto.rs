@@ -1,0 +1,461 @@
+//! The JSON shapes of the API: requests in, responses out, and their conversions to and from domain types.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use plugwatch_registry::{Entry, HookOutcome, HookRun, Manifest};
+use plugwatch_runtime::{Invocation, Limits, LogLine};
+use plugwatch_store::{FailurePolicy, Subscription, VersionRecord};
+use plugwatch_telemetry::{LiveStats, RunLogEntry};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The manifest part of an upload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestDto {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub hooks: Vec<HookDto>,
+    #[serde(default)]
+    pub limits: LimitsDto,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    pub failure_policy: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HookDto {
+    pub hook: String,
+    #[serde(default = "default_priority")]
+    pub priority: i32,
+}
+
+fn default_priority() -> i32 {
+    100
+}
+
+/// Per-plugin limits; each omitted field takes the default.
+#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsDto {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_bytes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_bytes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue: Option<u32>,
+}
+
+impl LimitsDto {
+    pub fn to_limits(&self) -> Limits {
+        let d = Limits::default();
+        let timeout = self.timeout_ms.map_or(d.timeout, Duration::from_millis);
+        Limits {
+            timeout,
+            fuel: Some(self.fuel.unwrap_or_else(|| plugwatch_runtime::default_fuel_for(timeout))),
+            memory_bytes: self.memory_bytes.unwrap_or(d.memory_bytes),
+            max_input_bytes: self.max_input_bytes.unwrap_or(d.max_input_bytes),
+            max_output_bytes: self.max_output_bytes.unwrap_or(d.max_output_bytes),
+            max_log_bytes: self.max_log_bytes.unwrap_or(d.max_log_bytes),
+            max_concurrency: self.max_concurrency.unwrap_or(d.max_concurrency),
+            max_queue: self.max_queue.unwrap_or(d.max_queue),
+        }
+    }
+
+    pub fn from_limits(l: &Limits) -> Self {
+        LimitsDto {
+            timeout_ms: Some(l.timeout.as_millis() as u64),
+            fuel: l.fuel,
+            memory_bytes: Some(l.memory_bytes),
+            max_input_bytes: Some(l.max_input_bytes),
+            max_output_bytes: Some(l.max_output_bytes),
+            max_log_bytes: Some(l.max_log_bytes),
+            max_concurrency: Some(l.max_concurrency),
+            max_queue: Some(l.max_queue),
+        }
+    }
+}
+
+impl ManifestDto {
+    pub fn into_manifest(self) -> Result<Manifest, ApiError> {
+        let failure_policy = match self.failure_policy.as_deref() {
+            None => FailurePolicy::default(),
+            Some(p) => p.parse().map_err(|e: String| ApiError::bad_request(format!("invalid manifest: {e}")))?,
+        };
+        Ok(Manifest {
+            name: self.name,
+            version: self.version,
+            description: self.description,
+            hooks: self.hooks.into_iter().map(|h| Subscription { hook: h.hook, priority: h.priority }).collect(),
+            limits: self.limits.to_limits(),
+            config: self.config,
+            secrets: self.secrets,
+            failure_policy,
+            sha256: self.sha256,
+        })
+    }
+}
+
+/// Input bytes: `input` (any JSON value, sent as its JSON text) or `input_base64` (raw bytes).
+#[derive(Debug, Default, Deserialize)]
+pub struct InputDto {
+    #[serde(default)]
+    pub input: Option<serde_json::Value>,
+    #[serde(default)]
+    pub input_base64: Option<String>,
+}
+
+impl InputDto {
+    pub fn bytes(&self) -> Result<Vec<u8>, ApiError> {
+        match (&self.input, &self.input_base64) {
+            (Some(_), Some(_)) => Err(ApiError::bad_request("give `input` or `input_base64`, not both")),
+            (Some(value), None) => Ok(serde_json::to_vec(value).expect("a JSON value serialises")),
+            (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| ApiError::bad_request(format!("`input_base64` is not base64: {e}"))),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeRequest {
+    pub hook: String,
+    #[serde(default)]
+    pub input: Option<serde_json::Value>,
+    #[serde(default)]
+    pub input_base64: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookRequest {
+    #[serde(default)]
+    pub input: Option<serde_json::Value>,
+    #[serde(default)]
+    pub input_base64: Option<String>,
+    /// `filter` (default) or `actions`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// Output bytes as JSON: the value itself when the bytes are JSON, else base64.
+#[derive(Debug, Serialize)]
+pub struct OutputDto {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_base64: Option<String>,
+}
+
+impl OutputDto {
+    pub fn new(bytes: Option<&[u8]>) -> Self {
+        match bytes {
+            None => OutputDto { output: None, output_base64: None },
+            Some(b) => match serde_json::from_slice(b) {
+                Ok(value) => OutputDto { output: Some(value), output_base64: None },
+                Err(_) => {
+                    OutputDto { output: None, output_base64: Some(base64::engine::general_purpose::STANDARD.encode(b)) }
+                }
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogDto {
+    pub at_us: u64,
+    pub level: &'static str,
+    pub source: &'static str,
+    pub message: String,
+}
+
+pub fn logs(lines: &[LogLine]) -> Vec<LogDto> {
+    lines
+        .iter()
+        .map(|l| LogDto {
+            at_us: l.at.as_micros() as u64,
+            level: l.level.as_str(),
+            source: l.source.as_str(),
+            message: l.message.clone(),
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct InvocationDto {
+    pub plugin: String,
+    pub version: String,
+    pub hook: String,
+    pub outcome: &'static str,
+    pub trap_kind: Option<String>,
+    pub detail: Option<String>,
+    #[serde(flatten)]
+    pub output: OutputDto,
+    pub started_at: String,
+    pub wall_us: u64,
+    pub queued_us: u64,
+    pub instantiate_us: u64,
+    pub cpu_us: u64,
+    pub instructions: Option<u64>,
+    pub memory_peak_bytes: u64,
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    pub logs: Vec<LogDto>,
+    pub logs_dropped_bytes: u64,
+}
+
+impl InvocationDto {
+    /// The response to an invocation: the run-log view of it plus its output.
+    pub fn new(plugin: &str, version: &str, hook: &str, r: &Invocation) -> Self {
+        InvocationDto {
+            output: OutputDto::new(r.output.as_deref()),
+            ..Self::from_run(&RunLogEntry::new(plugin, version, hook, r))
+        }
+    }
+
+    pub fn from_run(r: &RunLogEntry) -> Self {
+        InvocationDto {
+            plugin: r.plugin.clone(),
+            version: r.version.clone(),
+            hook: r.hook.clone(),
+            outcome: r.outcome.as_str(),
+            trap_kind: r.trap_kind.clone(),
+            detail: r.detail.clone(),
+            output: OutputDto::new(None),
+            started_at: rfc3339(r.started_at),
+            wall_us: r.wall_us,
+            queued_us: r.queued_us,
+            instantiate_us: r.instantiate_us,
+            cpu_us: r.cpu_us,
+            instructions: r.instructions,
+            memory_peak_bytes: r.memory_peak_bytes,
+            input_bytes: r.input_bytes,
+            output_bytes: r.output_bytes,
+            logs: logs(&r.logs),
+            logs_dropped_bytes: r.logs_dropped_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct HookRunDto {
+    pub plugin: String,
+    pub version: String,
+    pub outcome: &'static str,
+    pub trap_kind: Option<String>,
+    pub detail: Option<String>,
+    pub wall_us: u64,
+    pub skipped: bool,
+    #[serde(flatten)]
+    pub output: OutputDto,
+}
+
+impl From<&HookRun> for HookRunDto {
+    fn from(r: &HookRun) -> Self {
+        HookRunDto {
+            plugin: r.plugin.clone(),
+            version: r.version.clone(),
+            outcome: r.outcome.as_str(),
+            trap_kind: r.trap_kind.clone(),
+            detail: r.detail.clone(),
+            wall_us: micros(r.wall),
+            skipped: r.skipped,
+            output: OutputDto::new(r.output.as_deref()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct HookResponse {
+    pub hook: String,
+    pub mode: &'static str,
+    #[serde(flatten)]
+    pub output: OutputDto,
+    pub plugins: Vec<HookRunDto>,
+    /// The `fail_closed` plugin whose failure stopped the hook.
+    pub failed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&HookOutcome> for HookResponse {
+    fn from(o: &HookOutcome) -> Self {
+        let error = o.failed.as_ref().map(|name| {
+            let run = o.runs.iter().find(|r| &r.plugin == name);
+            let why = run.map_or(String::new(), |r| {
+                format!(": {}{}", r.outcome.as_str(), r.detail.as_deref().map_or(String::new(), |d| format!(" ({d})")))
+            });
+            format!("plugin `{name}` failed and its failure policy is fail_closed{why}")
+        });
+        HookResponse {
+            hook: o.hook.clone(),
+            mode: o.mode.as_str(),
+            output: OutputDto::new(o.output.as_deref()),
+            plugins: o.runs.iter().map(HookRunDto::from).collect(),
+            failed: o.failed.clone(),
+            error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct VersionDto {
+    pub version: String,
+    pub sha256: String,
+    pub size: u64,
+    pub description: Option<String>,
+    pub created_at: String,
+    pub active: bool,
+    pub hooks: Vec<HookDto>,
+    pub failure_policy: &'static str,
+    pub limits: LimitsDto,
+    pub config: BTreeMap<String, String>,
+    /// Only the names: secret values are never returned.
+    pub secret_keys: Vec<String>,
+}
+
+impl VersionDto {
+    pub fn new(v: &VersionRecord, active: bool) -> Self {
+        VersionDto {
+            version: v.version.clone(),
+            sha256: v.sha256.clone(),
+            size: v.size,
+            description: v.description.clone(),
+            created_at: rfc3339(UNIX_EPOCH + Duration::from_secs(v.created_at.max(0) as u64)),
+            active,
+            hooks: v.hooks.iter().map(|s| HookDto { hook: s.hook.clone(), priority: s.priority }).collect(),
+            failure_policy: v.failure_policy.as_str(),
+            limits: LimitsDto::from_limits(&v.limits),
+            config: v.config.clone(),
+            secret_keys: v.secrets.keys().cloned().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LiveDto {
+    pub window_secs: f64,
+    pub requests: u64,
+    pub rps: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub error_rate: f64,
+    pub cpu_cores: f64,
+    pub memory_peak_bytes: u64,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub last_invocation: Option<String>,
+}
+
+impl LiveDto {
+    pub fn new(s: &LiveStats) -> Self {
+        LiveDto {
+            window_secs: s.window_secs,
+            requests: s.requests,
+            rps: s.rps,
+            p50_ms: s.p50.map(ms),
+            p95_ms: s.p95.map(ms),
+            p99_ms: s.p99.map(ms),
+            error_rate: s.error_rate,
+            cpu_cores: s.cpu_cores,
+            memory_peak_bytes: s.memory_peak_bytes,
+            outcomes: outcomes(&s.counts),
+            last_invocation: s.last_invocation.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PluginDto {
+    pub name: String,
+    /// `running`, `disabled`, `failed` (could not load) or `empty` (no version).
+    pub status: &'static str,
+    pub enabled: bool,
+    pub active_version: Option<String>,
+    pub previous_version: Option<String>,
+    pub hooks: Vec<HookDto>,
+    pub failure_policy: Option<&'static str>,
+    /// Why the active version could not be loaded.
+    pub load_error: Option<String>,
+    pub cold_start_us: Option<u64>,
+    pub in_flight: u32,
+    pub queued: u32,
+    pub live: Option<LiveDto>,
+    pub updated_at: String,
+}
+
+impl PluginDto {
+    pub fn new(entry: &Entry, live: Option<&LiveStats>) -> Self {
+        let active = entry.active.as_ref();
+        let loaded = active.and_then(|a| a.loaded.as_ref().ok());
+        PluginDto {
+            name: entry.record.name.clone(),
+            status: entry.status(),
+            enabled: entry.record.enabled,
+            active_version: entry.record.active_version.clone(),
+            previous_version: entry.record.previous_version.clone(),
+            hooks: active.map_or(Vec::new(), |a| {
+                a.version.hooks.iter().map(|s| HookDto { hook: s.hook.clone(), priority: s.priority }).collect()
+            }),
+            failure_policy: active.map(|a| a.version.failure_policy.as_str()),
+            load_error: active.and_then(|a| a.loaded.as_ref().err().cloned()),
+            cold_start_us: loaded.map(|p| micros(p.cold_start())),
+            in_flight: loaded.map_or(0, |p| p.in_flight()),
+            queued: loaded.map_or(0, |p| p.queued()),
+            live: live.map(LiveDto::new),
+            updated_at: rfc3339(UNIX_EPOCH + Duration::from_secs(entry.record.updated_at.max(0) as u64)),
+        }
+    }
+}
+
+pub fn outcomes(counts: &[u64; 9]) -> BTreeMap<&'static str, u64> {
+    plugwatch_runtime::Outcome::ALL.iter().zip(counts).filter(|(_, n)| **n > 0).map(|(o, n)| (o.as_str(), *n)).collect()
+}
+
+pub fn micros(d: Duration) -> u64 {
+    d.as_micros() as u64
+}
+
+pub fn ms(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e3
+}
+
+/// RFC 3339 in UTC with microseconds, e.g. `2026-11-27T10:00:00.000000Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_micros(1_795_739_400_123_456)), "2026-11-27T00:30:00.123456Z");
+    }
+}

@@ -1,0 +1,100 @@
+//! Background tasks, each stopping on the one shutdown signal: the telemetry flush, the host sampler,
+//! retention, and (with `--demo`) synthetic traffic. On shutdown the flush runs once more and writes
+//! everything telemetry still holds, including the open bucket.
+
+use std::time::{Duration, SystemTime};
+
+use plugwatch_telemetry::{Flush, HostSampler};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+
+pub struct Tasks {
+    handles: Vec<JoinHandle<()>>,
+}
+
+pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> Tasks {
+    let mut handles = vec![
+        tokio::spawn(flush_loop(state.clone(), stop.clone())),
+        tokio::spawn(host_loop(state.clone(), stop.clone())),
+        tokio::spawn(prune_loop(state.clone(), stop.clone())),
+    ];
+    if state.config.demo {
+        handles.push(tokio::spawn(crate::demo::run(state.registry.clone(), stop)));
+    }
+    Tasks { handles }
+}
+
+/// Waits for every task to stop, then writes what telemetry still holds.
+pub async fn join(tasks: Tasks, state: &AppState) {
+    for handle in tasks.handles {
+        if let Err(error) = handle.await {
+            tracing::error!(message = "Background task failed.", %error);
+        }
+    }
+    let bucket = Duration::from_secs(10);
+    let last = state.registry.telemetry().flush(SystemTime::now() + bucket);
+    write(state, last).await;
+}
+
+/// Sleeps for `period` unless shutdown comes first; returns false on shutdown.
+async fn tick(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
+    let slept = tokio::select! {
+        _ = tokio::time::sleep(period) => true,
+        _ = stop.wait_for(|stopped| *stopped) => false,
+    };
+    slept && !*stop.borrow()
+}
+
+async fn flush_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(state.config.telemetry.flush_interval_secs);
+    while tick(&mut stop, period).await {
+        let flush = state.registry.telemetry().flush(SystemTime::now());
+        write(&state, flush).await;
+    }
+}
+
+async fn write(state: &AppState, flush: Flush) {
+    let store = state.registry.store();
+    if let Err(error) = store.write_flush(&flush).await {
+        // Keep going: the next flush writes the then-current minute and hour rollups again, so only the
+        // closed 10 s buckets and run-log entries of this interval are lost.
+        tracing::error!(message = "Telemetry flush failed.", %error, buckets = flush.closed.len());
+    }
+}
+
+async fn host_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(state.config.telemetry.host_interval_secs);
+    let data_dir = state.config.data_dir.clone();
+    let mut sampler = HostSampler::new(&data_dir);
+    loop {
+        let sample = sampler.sample();
+        if let Err(error) = state.registry.store().write_host_sample(&sample).await {
+            tracing::warn!(message = "Cannot store a host sample.", %error);
+        }
+        *state.host.lock().unwrap_or_else(|e| e.into_inner()) = Some(sample);
+        if !tick(&mut stop, period).await {
+            break;
+        }
+    }
+}
+
+async fn prune_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(state.config.telemetry.prune_interval_secs);
+    let retention = state.config.telemetry.retention.retention();
+    loop {
+        match state.registry.store().prune(&retention, SystemTime::now()).await {
+            Ok(report) => tracing::info!(
+                message = "Retention enforced.",
+                rollups = report.rollups,
+                runs = report.runs,
+                host_samples = report.host_samples
+            ),
+            Err(error) => tracing::error!(message = "Retention failed.", %error),
+        }
+        if !tick(&mut stop, period).await {
+            break;
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The server's integration tests: the real server on port 0 with a temporary data directory, spoken to
+//! over real HTTP. One test binary with shared helpers.
+
+mod support;
+
+mod hooks;
+mod operations;
+mod plugins;
+mod telemetry;

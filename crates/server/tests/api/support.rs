@@ -1,0 +1,155 @@
+//! A test server, plugin fixtures in WAT, and an HTTP client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use plugwatch_server::{ServeConfig, Server};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const TEMPLATE: &str = include_str!("../../../runtime/tests/fixtures/plugin.wat.in");
+
+/// A component from the runtime's WAT template.
+pub fn component(body: &str, extra: &str) -> Vec<u8> {
+    wat::parse_str(TEMPLATE.replace("{extra}", extra).replace("{body}", body)).expect("fixture assembles")
+}
+
+/// Echoes its input.
+pub fn echo() -> Vec<u8> {
+    component("(call $ok (local.get $input) (local.get $input_len))", "")
+}
+
+/// Returns config value `prefix` followed by its input.
+pub fn prefixer() -> Vec<u8> {
+    component(
+        r#"(local $out i32) (local $plen i32)
+        (call $config (i32.const 100) (i32.const 6) (i32.const 32))
+        (if (i32.eqz (i32.load8_u (i32.const 32))) (then (i32.store (i32.const 40) (i32.const 0))))
+        (local.set $plen (i32.load (i32.const 40)))
+        (local.set $out (call $realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.add (local.get $plen) (local.get $input_len))))
+        (memory.copy (local.get $out) (i32.load (i32.const 36)) (local.get $plen))
+        (memory.copy (i32.add (local.get $out) (local.get $plen)) (local.get $input) (local.get $input_len))
+        (call $ok (local.get $out) (i32.add (local.get $plen) (local.get $input_len)))"#,
+        r#"(data (i32.const 100) "prefix")"#,
+    )
+}
+
+/// Always refuses with `err("nope")`.
+pub fn refuser() -> Vec<u8> {
+    component("(call $err (i32.const 100) (i32.const 4))", r#"(data (i32.const 100) "nope")"#)
+}
+
+/// Spins forever (stopped by its timeout).
+pub fn spinner() -> Vec<u8> {
+    component("(loop $l (br $l)) unreachable", "")
+}
+
+/// Spins `input_len * 1_000_000` times, then echoes.
+pub fn worker() -> Vec<u8> {
+    component(
+        r#"(local.set $n (i32.mul (local.get $input_len) (i32.const 1000000)))
+        (block $done (loop $spin (br_if $done (i32.eqz (local.get $n)))
+          (local.set $n (i32.sub (local.get $n) (i32.const 1))) (br $spin)))
+        (call $ok (local.get $input) (local.get $input_len))"#,
+        "",
+    )
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = TestServer::start_in(dir.path().to_owned(), |_| {}).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    pub async fn start_in(data_dir: PathBuf, configure: impl FnOnce(&mut ServeConfig)) -> TestServer {
+        let mut config = ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.clone(),
+            drain_timeout_secs: 10,
+            ..ServeConfig::default()
+        };
+        configure(&mut config);
+        let server = Server::bind(config).await.expect("server starts");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        TestServer { addr, client: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: None }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Signals shutdown and waits until the server has drained and flushed.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    pub fn signal_stop(&mut self) -> JoinHandle<()> {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap()
+    }
+
+    pub async fn upload(&self, manifest: Value, component: Vec<u8>) -> (u16, Value) {
+        let form = reqwest::multipart::Form::new()
+            .part("manifest", reqwest::multipart::Part::text(manifest.to_string()))
+            .part("component", reqwest::multipart::Part::bytes(component));
+        let response = self.client.post(self.url("/api/v1/plugins")).multipart(form).send().await.unwrap();
+        status_json(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        status_json(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        status_json(self.client.post(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    pub async fn post_empty(&self, path: &str) -> (u16, Value) {
+        status_json(self.client.post(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        status_json(self.client.delete(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn invoke(&self, plugin: &str, hook: &str, input: Value) -> (u16, Value) {
+        self.post(&format!("/api/v1/plugins/{plugin}/invoke"), json!({ "hook": hook, "input": input })).await
+    }
+}
+
+pub async fn status_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, value)
+}
+
+pub fn manifest(name: &str, version: &str, hooks: &[(&str, i32)]) -> Value {
+    json!({
+        "name": name,
+        "version": version,
+        "hooks": hooks.iter().map(|(h, p)| json!({ "hook": h, "priority": p })).collect::<Vec<_>>(),
+    })
+}
