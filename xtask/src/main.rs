@@ -5,11 +5,15 @@
 //!   `--bless` also replaces the committed example components with the fresh build.
 //! - `cargo xtask tools`: install the guest toolchains (componentize-py into a venv, componentize-js via npm).
 //! - `cargo xtask bench`: run the criterion benchmarks.
+//! - `cargo xtask bench-http`: HTTP load with `wrk`: plugwatch's invoke endpoint against a bare axum echo,
+//!   idle and loaded RSS, and the overview endpoint with 1,000 plugins (release build, loopback only).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+mod bench_http;
 
 /// The example plugins whose built components are committed (the demo loads them).
 const EXAMPLES: &[&str] = &["promo-discount", "loyalty-points"];
@@ -33,8 +37,9 @@ fn dispatch() -> anyhow::Result<()> {
         Some("plugins") => plugins(&root, args.iter().any(|a| a == "--bless")),
         Some("tools") => tools(&root),
         Some("bench") => run(Command::new("cargo").args(["bench", "--workspace"]).args(&args[1..])),
+        Some("bench-http") => bench_http::run(&root),
         _ => {
-            eprintln!("usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args]>");
+            eprintln!("usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http>");
             std::process::exit(2);
         }
     }
@@ -109,7 +114,7 @@ fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
     run(command).with_context(|| format!("step `{name}` failed"))
 }
 
-fn run(command: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
     let status = command.status().with_context(|| format!("cannot start {command:?}"))?;
     if !status.success() {
         bail!("{command:?} exited with {status}");

@@ -24,9 +24,9 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// Default cap on captured log bytes per invocation.
 pub const DEFAULT_MAX_LOG_BYTES: usize = 16 << 10;
 /// Default number of invocations of one plugin that may run at once.
-pub const DEFAULT_MAX_CONCURRENCY: u32 = 16;
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 64;
 /// Default number of invocations of one plugin that may wait for a slot.
-pub const DEFAULT_MAX_QUEUE: u32 = 64;
+pub const DEFAULT_MAX_QUEUE: u32 = 256;
 
 /// The longest wall-clock limit a plugin may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);

@@ -9,6 +9,7 @@ use plugwatch_runtime::{Invocation, Limits, LogLine};
 use plugwatch_store::{FailurePolicy, Subscription, VersionRecord};
 use plugwatch_telemetry::{LiveStats, RunLogEntry};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
@@ -118,11 +119,11 @@ impl ManifestDto {
     }
 }
 
-/// Input bytes: `input` (any JSON value, sent as its JSON text) or `input_base64` (raw bytes).
+/// Input bytes: `input` (any JSON value, passed on as its exact JSON text) or `input_base64` (raw bytes).
 #[derive(Debug, Default, Deserialize)]
 pub struct InputDto {
     #[serde(default)]
-    pub input: Option<serde_json::Value>,
+    pub input: Option<Box<RawValue>>,
     #[serde(default)]
     pub input_base64: Option<String>,
 }
@@ -131,7 +132,7 @@ impl InputDto {
     pub fn bytes(&self) -> Result<Vec<u8>, ApiError> {
         match (&self.input, &self.input_base64) {
             (Some(_), Some(_)) => Err(ApiError::bad_request("give `input` or `input_base64`, not both")),
-            (Some(value), None) => Ok(serde_json::to_vec(value).expect("a JSON value serialises")),
+            (Some(raw), None) => Ok(raw.get().as_bytes().to_vec()),
             (None, Some(b64)) => base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|e| ApiError::bad_request(format!("`input_base64` is not base64: {e}"))),
@@ -145,7 +146,7 @@ impl InputDto {
 pub struct InvokeRequest {
     pub hook: String,
     #[serde(default)]
-    pub input: Option<serde_json::Value>,
+    pub input: Option<Box<RawValue>>,
     #[serde(default)]
     pub input_base64: Option<String>,
 }
@@ -154,7 +155,7 @@ pub struct InvokeRequest {
 #[serde(deny_unknown_fields)]
 pub struct HookRequest {
     #[serde(default)]
-    pub input: Option<serde_json::Value>,
+    pub input: Option<Box<RawValue>>,
     #[serde(default)]
     pub input_base64: Option<String>,
     /// `filter` (default) or `actions`.
@@ -162,11 +163,11 @@ pub struct HookRequest {
     pub mode: Option<String>,
 }
 
-/// Output bytes as JSON: the value itself when the bytes are JSON, else base64.
+/// Output bytes as JSON: the plugin's exact JSON text when the bytes are JSON, else base64.
 #[derive(Debug, Serialize)]
 pub struct OutputDto {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<serde_json::Value>,
+    pub output: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_base64: Option<String>,
 }
@@ -186,33 +187,35 @@ impl OutputDto {
 }
 
 #[derive(Debug, Serialize)]
-pub struct LogDto {
+pub struct LogDto<'a> {
     pub at_us: u64,
     pub level: &'static str,
     pub source: &'static str,
-    pub message: String,
+    pub message: &'a str,
 }
 
-pub fn logs(lines: &[LogLine]) -> Vec<LogDto> {
+pub fn logs(lines: &[LogLine]) -> Vec<LogDto<'_>> {
     lines
         .iter()
         .map(|l| LogDto {
-            at_us: l.at.as_micros() as u64,
+            at_us: micros(l.at),
             level: l.level.as_str(),
             source: l.source.as_str(),
-            message: l.message.clone(),
+            message: &l.message,
         })
         .collect()
 }
 
+/// One invocation as the API shows it (the response to an invoke, and each run-log entry). It borrows
+/// from the record: a response is serialised without copying the plugin's strings or logs.
 #[derive(Debug, Serialize)]
-pub struct InvocationDto {
-    pub plugin: String,
-    pub version: String,
-    pub hook: String,
+pub struct InvocationDto<'a> {
+    pub plugin: &'a str,
+    pub version: &'a str,
+    pub hook: &'a str,
     pub outcome: &'static str,
-    pub trap_kind: Option<String>,
-    pub detail: Option<String>,
+    pub trap_kind: Option<&'a str>,
+    pub detail: Option<&'a str>,
     #[serde(flatten)]
     pub output: OutputDto,
     pub started_at: String,
@@ -224,27 +227,44 @@ pub struct InvocationDto {
     pub memory_peak_bytes: u64,
     pub input_bytes: u64,
     pub output_bytes: u64,
-    pub logs: Vec<LogDto>,
+    pub logs: Vec<LogDto<'a>>,
     pub logs_dropped_bytes: u64,
 }
 
-impl InvocationDto {
-    /// The response to an invocation: the run-log view of it plus its output.
-    pub fn new(plugin: &str, version: &str, hook: &str, r: &Invocation) -> Self {
+impl<'a> InvocationDto<'a> {
+    /// The response to an invocation.
+    pub fn new(plugin: &'a str, version: &'a str, hook: &'a str, r: &'a Invocation) -> Self {
         InvocationDto {
+            plugin,
+            version,
+            hook,
+            outcome: r.outcome.as_str(),
+            trap_kind: r.trap_kind.as_deref(),
+            detail: r.detail.as_deref(),
             output: OutputDto::new(r.output.as_deref()),
-            ..Self::from_run(&RunLogEntry::new(plugin, version, hook, r))
+            started_at: rfc3339(r.started_at),
+            wall_us: micros(r.wall),
+            queued_us: micros(r.queued),
+            instantiate_us: micros(r.instantiate),
+            cpu_us: micros(r.cpu),
+            instructions: r.instructions,
+            memory_peak_bytes: r.memory_peak_bytes,
+            input_bytes: r.input_bytes,
+            output_bytes: r.output_bytes,
+            logs: logs(&r.logs),
+            logs_dropped_bytes: r.logs_dropped_bytes,
         }
     }
 
-    pub fn from_run(r: &RunLogEntry) -> Self {
+    /// A run-log entry (its output is not kept).
+    pub fn from_run(r: &'a RunLogEntry) -> Self {
         InvocationDto {
-            plugin: r.plugin.clone(),
-            version: r.version.clone(),
-            hook: r.hook.clone(),
+            plugin: &r.plugin,
+            version: &r.version,
+            hook: &r.hook,
             outcome: r.outcome.as_str(),
-            trap_kind: r.trap_kind.clone(),
-            detail: r.detail.clone(),
+            trap_kind: r.trap_kind.as_deref(),
+            detail: r.detail.as_deref(),
             output: OutputDto::new(None),
             started_at: rfc3339(r.started_at),
             wall_us: r.wall_us,

@@ -55,16 +55,11 @@ pub enum ServerError {
 
 /// The whole application as a router (for tests that call it without a socket).
 pub fn app(state: AppState) -> Router {
-    let upload_limit = state.config.http.max_upload_bytes;
-    let body_limit = state.config.http.max_body_bytes;
-    let api = api::routes()
-        // Uploads get their own, larger limit.
-        .route_layer(DefaultBodyLimit::max(body_limit));
-    let uploads = Router::new().route("/plugins", api::upload_handler()).layer(DefaultBodyLimit::max(upload_limit));
-    Router::new()
-        .nest("/api/v1", uploads.merge(api))
+    let http = &state.config.http;
+    api::routes(http.max_upload_bytes)
         .merge(ops::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

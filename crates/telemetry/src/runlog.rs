@@ -30,13 +30,6 @@ pub struct RunLogEntry {
     pub logs_dropped_bytes: u64,
 }
 
-impl RunLogEntry {
-    /// The entry for one invocation, as the run log would keep it.
-    pub fn new(plugin: &str, version: &str, hook: &str, invocation: &Invocation) -> RunLogEntry {
-        Run::new(0, invocation, RunText::of(invocation)).entry(plugin, version, hook)
-    }
-}
-
 /// The heap-allocated parts of a run, built before the series lock is taken. Shared (`Arc`) so that one
 /// failing run can sit in several rings without copying its strings or logs.
 #[derive(Clone, Debug, Default)]
@@ -61,6 +54,8 @@ impl RunText {
 #[derive(Clone, Debug)]
 pub(crate) struct Run {
     pub hook: u32,
+    /// Its number in its shard, for finding what a flush has not persisted yet.
+    pub seq: u64,
     pub started_at: SystemTime,
     pub outcome: Outcome,
     pub text: RunText,
@@ -76,9 +71,10 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    pub fn new(hook: u32, invocation: &Invocation, text: RunText) -> Run {
+    pub fn new(hook: u32, seq: u64, invocation: &Invocation, text: RunText) -> Run {
         Run {
             hook,
+            seq,
             started_at: invocation.started_at,
             outcome: invocation.outcome,
             text,
@@ -145,11 +141,6 @@ impl<T> Ring<T> {
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
         self.items.iter()
     }
-
-    /// Empties the ring, keeping its storage, oldest first.
-    pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
-        self.items.drain(..)
-    }
 }
 
 #[cfg(test)]
@@ -161,8 +152,6 @@ mod tests {
         let mut ring = Ring::new(3);
         (0..10).for_each(|i| ring.push(i));
         assert_eq!(ring.iter().copied().collect::<Vec<_>>(), [7, 8, 9]);
-        assert_eq!(ring.drain().collect::<Vec<_>>(), [7, 8, 9]);
-        assert_eq!(ring.iter().count(), 0);
         let mut none = Ring::new(0);
         none.push(1);
         assert_eq!(none.iter().count(), 0);

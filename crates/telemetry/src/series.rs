@@ -103,8 +103,10 @@ struct Shard {
     hooks: Vec<Box<str>>,
     recent: Ring<Run>,
     failures: Ring<Run>,
-    persist_ok: Ring<Run>,
-    persist_failed: Ring<Run>,
+    /// Runs numbered at or below this were handed to a flush (or skipped by one) already.
+    flushed: u64,
+    /// The number of the last run recorded.
+    seq: u64,
 }
 
 /// What flushes and seeds write.
@@ -183,8 +185,8 @@ impl Series {
                 hooks: Vec::new(),
                 recent: Ring::new(config.recent_runs),
                 failures: Ring::new(config.recent_failures),
-                persist_ok: Ring::new(config.persist_successes_per_flush),
-                persist_failed: Ring::new(config.persist_failures_per_flush),
+                flushed: 0,
+                seq: 0,
             }))
         };
         Series {
@@ -265,12 +267,11 @@ impl Series {
                 (shard.hooks.len() - 1) as u32
             }
         };
-        let run = Run::new(hook, invocation, text);
-        if invocation.outcome.is_ok() {
-            shard.persist_ok.push(run.clone());
-        } else {
+        shard.seq += 1;
+        let run = Run::new(hook, shard.seq, invocation, text);
+        // What to persist is found at flush time by sequence number: no extra copy on this path.
+        if !invocation.outcome.is_ok() {
             shard.failures.push(run.clone());
-            shard.persist_failed.push(run.clone());
         }
         shard.recent.push(run);
     }
@@ -314,8 +315,23 @@ impl Series {
             }
             let hooks = &shard.hooks;
             let entry = |run: Run| run.entry(&self.plugin, &self.version, &hooks[run.hook as usize]);
-            failed.extend(shard.persist_failed.drain().map(entry));
-            ok.extend(shard.persist_ok.drain().map(entry));
+            // The newest unflushed runs: successes from the recent ring, failures from their own (longer) one.
+            let flushed = shard.flushed;
+            let fresh = |run: &&Run| run.seq > flushed;
+            ok.extend(
+                shard
+                    .recent
+                    .iter()
+                    .rev()
+                    .filter(fresh)
+                    .filter(|r| r.outcome.is_ok())
+                    .take(self.persist_successes)
+                    .map(|r| entry(r.clone())),
+            );
+            failed.extend(
+                shard.failures.iter().rev().filter(fresh).take(self.persist_failures).map(|r| entry(r.clone())),
+            );
+            shard.flushed = shard.seq;
         }
 
         for mut bucket in closing.into_values() {

@@ -167,3 +167,57 @@ pub async fn invoke(
     };
     Ok((status, Json(InvocationDto::new(&name, &version, &request.hook, &record))).into_response())
 }
+
+/// Runs the plugin once with the request body as its input and answers with its output as the body: no
+/// JSON envelope, for host applications that only want the result. The measurement travels in headers
+/// (`plugwatch-outcome`, `plugwatch-wall-us`, `plugwatch-cpu-us`, `plugwatch-instructions`,
+/// `plugwatch-memory-peak-bytes`). An outcome other than `ok` is a 422 whose JSON error names it (`code`
+/// is the outcome); an input over the limit is a 413, an overload a 429 with `Retry-After`.
+pub async fn invoke_raw(
+    State(state): State<AppState>,
+    Path((name, hook)): Path<(String, String)>,
+    input: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    plugwatch_registry::validate_hook_name(&hook)?;
+    let (entry, mut record) = state.registry.invoke(&name, &hook, &input).await?;
+    let output = record.output.take();
+    let measured = |mut response: Response| {
+        let headers = response.headers_mut();
+        let mut set = |key: &'static str, value: String| {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                headers.insert(key, value);
+            }
+        };
+        set("plugwatch-outcome", record.outcome.as_str().to_owned());
+        set("plugwatch-version", entry.record.active_version.clone().unwrap_or_default());
+        set("plugwatch-wall-us", crate::dto::micros(record.wall).to_string());
+        set("plugwatch-cpu-us", crate::dto::micros(record.cpu).to_string());
+        set("plugwatch-memory-peak-bytes", record.memory_peak_bytes.to_string());
+        if let Some(n) = record.instructions {
+            set("plugwatch-instructions", n.to_string());
+        }
+        response
+    };
+    let failed = |status: StatusCode| {
+        let message = record.detail.clone().unwrap_or_else(|| record.outcome.as_str().to_owned());
+        let code: &'static str = record.outcome.as_str();
+        let mut error = ApiError::new(status, code, message);
+        if record.outcome == Outcome::Rejected {
+            error = error.retry_after(1);
+        }
+        measured(error.into_response())
+    };
+    Ok(match (record.outcome, output) {
+        (Outcome::Ok, Some(output)) => {
+            let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&output).is_ok() {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
+            measured(([(axum::http::header::CONTENT_TYPE, content_type)], output).into_response())
+        }
+        (Outcome::Rejected, _) => failed(StatusCode::TOO_MANY_REQUESTS),
+        (Outcome::InputTooLarge, _) => failed(StatusCode::PAYLOAD_TOO_LARGE),
+        _ => failed(StatusCode::UNPROCESSABLE_ENTITY),
+    })
+}

@@ -186,3 +186,45 @@ async fn malformed_requests_are_told_what_is_wrong() {
     let (status, _) = server.get("/api/v1/nothing-here").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn the_raw_endpoint_returns_the_output_verbatim_with_the_measurement_in_headers() {
+    let server = TestServer::start().await;
+    server.upload(manifest("echo", "1.0.0", &[]), echo()).await;
+    server.upload(manifest("refuser", "1.0.0", &[]), refuser()).await;
+    // Key order and spacing survive: the plugin's bytes are passed through, not re-encoded.
+    let body = r#"{"z": 1, "a": [2, 3]}"#;
+    let response =
+        server.client.post(server.url("/api/v1/plugins/echo/invoke/order.created")).body(body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["plugwatch-outcome"], "ok");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert!(response.headers()["plugwatch-wall-us"].to_str().unwrap().parse::<u64>().is_ok());
+    assert!(response.headers()["plugwatch-instructions"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert_eq!(response.text().await.unwrap(), body);
+
+    let response =
+        server.client.post(server.url("/api/v1/plugins/echo/invoke/h")).body(&b"\xff\x00"[..]).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "application/octet-stream");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"\xff\x00");
+
+    let response = server.client.post(server.url("/api/v1/plugins/refuser/invoke/h")).body("x").send().await.unwrap();
+    assert_eq!(response.headers()["plugwatch-outcome"], "plugin_error");
+    let (status, body) = status_json(response).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str(), body["error"]["message"].as_str()),
+        (422, Some("plugin_error"), Some("nope"))
+    );
+
+    // The JSON endpoint keeps the plugin's JSON text as it is, too.
+    let response = server
+        .client
+        .post(server.url("/api/v1/plugins/echo/invoke"))
+        .header("content-type", "application/json")
+        .body(r#"{"hook": "h", "input": {"z": 1, "a": 2}}"#)
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(text.contains(r#""output":{"z": 1, "a": 2}"#), "{text}");
+}

@@ -1,0 +1,171 @@
+//! `cargo xtask bench-http`: HTTP throughput and memory figures with a real load generator (`wrk`), all on
+//! loopback, each run bounded in time.
+//!
+//! 1. A bare axum handler echoing a ~200-byte POST: the machine's HTTP ceiling.
+//! 2. `POST /api/v1/plugins/echo/invoke` with the same payload: a fresh sandboxed instance per request,
+//!    measured and recorded into telemetry. The ratio to (1) is plugwatch's overhead.
+//! 3. RSS of `plugwatch serve` idle (no plugins) and after the load.
+//! 4. `GET /api/v1/overview` with 1,000 plugins loaded.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+const BARE: &str = "127.0.0.1:18500";
+const SERVE: &str = "127.0.0.1:18501";
+const PAYLOAD: &str = r#"{"hook":"order.created","input":{"order_id":"ord-1001","customer_id":"cust-42","items":[{"sku":"bulgogi-bowl","quantity":2,"unit_price":12500},{"sku":"kimchi","quantity":1,"unit_price":3000}],"promo_code":"WELCOME10"}}"#;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn run(root: &Path) -> anyhow::Result<()> {
+    which("wrk").context("wrk is needed (Debian: apt-get install wrk)")?;
+    crate::run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "-p",
+        "plugwatch",
+        "-p",
+        "plugwatch-server",
+        "--example",
+        "bare_echo",
+    ]))?;
+    let target = root.join("target/release");
+    let work = root.join("target/bench-http");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let script = work.join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = [[{PAYLOAD}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )?;
+
+    let bare = Killed(Command::new(target.join("examples/bare_echo")).arg(BARE).stdout(Stdio::null()).spawn()?);
+    wait_for(&format!("http://{BARE}/echo"), "POST")?;
+    let bare_rps = wrk(&script, &format!("http://{BARE}/echo"))?;
+    drop(bare);
+
+    let serve = Killed(
+        Command::new(target.join("plugwatch"))
+            .args(["serve", "--listen", SERVE, "--data-dir"])
+            .arg(work.join("data"))
+            .env("PLUGWATCH_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_for(&format!("http://{SERVE}/healthz"), "GET")?;
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_rss = rss_kib(serve.0.id())?;
+    let echo = root.join("crates/runtime/tests/fixtures/plugin.wat.in");
+    let wat = std::fs::read_to_string(echo)?
+        .replace("{extra}", "")
+        .replace("{body}", "(call $ok (local.get $input) (local.get $input_len))");
+    let component = work.join("echo.wat");
+    std::fs::write(&component, wat)?;
+    upload(&component, "echo")?;
+    let invoke_rps = wrk(&script, &format!("http://{SERVE}/api/v1/plugins/echo/invoke"))?;
+    let loaded_rss = rss_kib(serve.0.id())?;
+
+    for i in 0..999 {
+        upload(&component, &format!("plugin-{i:03}"))?;
+    }
+    let mut times: Vec<Duration> = (0..21)
+        .map(|_| {
+            let start = Instant::now();
+            let out = Command::new("curl")
+                .args(["-sf", "-o", "/dev/null"])
+                .arg(format!("http://{SERVE}/api/v1/overview"))
+                .status();
+            out.map(|_| start.elapsed())
+        })
+        .collect::<Result<_, _>>()?;
+    times.sort();
+    drop(serve);
+
+    println!("\nbench-http (wrk -t2 -c32 -d10s, loopback, release build)");
+    println!("  bare axum echo:           {bare_rps:>10.0} requests/s");
+    println!("  plugwatch invoke (echo):  {invoke_rps:>10.0} requests/s  ratio {:.2}", invoke_rps / bare_rps);
+    println!("  serve RSS idle:           {:>10.1} MiB", idle_rss as f64 / 1024.0);
+    println!("  serve RSS after the load: {:>10.1} MiB", loaded_rss as f64 / 1024.0);
+    println!(
+        "  overview, 1000 plugins:   {:>10.2} ms median of 21 (curl, including HTTP)",
+        times[10].as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+fn which(tool: &str) -> anyhow::Result<()> {
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status()?;
+    if !found.success() {
+        bail!("`{tool}` not found");
+    }
+    Ok(())
+}
+
+fn wait_for(url: &str, method: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        let ok = Command::new("curl").args(["-s", "-o", "/dev/null", "-X", method, url]).status()?.success();
+        if ok {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{url} did not come up")
+}
+
+fn upload(component: &Path, name: &str) -> anyhow::Result<()> {
+    // The component is WAT text: the server wants binary, so assemble it with the guest toolchain's
+    // wasm-tools if present, else let the upload fail loudly.
+    let wasm = component.with_extension("wasm");
+    if !wasm.exists() {
+        let tools = component.parent().and_then(Path::parent).map(|t| t.join("tools/venv/bin/wasm-tools"));
+        let tool = tools.filter(|t| t.exists()).context("wasm-tools not found; run `cargo xtask tools` first")?;
+        crate::run(Command::new(tool).arg("parse").arg(component).arg("-o").arg(&wasm))?;
+    }
+    let out = Command::new("curl")
+        .args(["-s", "-w", "%{http_code}", "-o", "/dev/null"])
+        .args([
+            "-F",
+            &format!(r#"manifest={{"name":"{name}","version":"1.0.0","hooks":[{{"hook":"order.created"}}]}}"#),
+        ])
+        .args(["-F", &format!("component=@{}", wasm.display())])
+        .arg(format!("http://{SERVE}/api/v1/plugins"))
+        .output()?;
+    let code = String::from_utf8_lossy(&out.stdout);
+    if code != "201" {
+        bail!("uploading {name} answered {code}");
+    }
+    Ok(())
+}
+
+fn wrk(script: &Path, url: &str) -> anyhow::Result<f64> {
+    let out = Command::new("wrk").args(["-t2", "-c32", "-d10s", "-s"]).arg(script).arg(url).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    if text.contains("Non-2xx") {
+        bail!("non-2xx responses from {url}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no Requests/sec in wrk's output")
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
