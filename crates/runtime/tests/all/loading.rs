@@ -120,7 +120,9 @@ async fn compiled_components_are_cached_on_disk_and_a_bad_cache_file_is_replaced
     let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with(plugin.sha256()) && name.ends_with(".cwasm"), "{name}");
 
-    // A second runtime loads from the cache; a corrupt file is discarded and rewritten.
+    // A second runtime loads from the cache; a corrupt file is discarded and rewritten. (Replaced, not
+    // truncated in place: the first runtime still maps the file, as plugwatch never rewrites one in place.)
+    std::fs::remove_file(&files[0]).unwrap();
     std::fs::write(&files[0], b"garbage").unwrap();
     let again = Runtime::new(config).unwrap().load(echo(), LoadOptions::default()).await.unwrap();
     assert_eq!(again.invoke("x", b"ok").await.outcome, Outcome::Ok);
