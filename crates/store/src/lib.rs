@@ -4,6 +4,7 @@
 //!
 //! It knows nothing of HTTP or wasmtime: callers hand it domain types and get domain types back.
 
+mod access;
 mod artifacts;
 mod model;
 mod plugins;
@@ -19,6 +20,10 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite};
 
+pub use access::{
+    ADMIN_ROLE, AttemptKey, AuditFilter, AuditRow, Guarded, NewAuditRow, NewTokenRecord, SessionRecord, TokenRecord,
+    UserRecord,
+};
 pub use artifacts::Artifacts;
 pub use model::*;
 pub use retention::{PruneReport, Retention};
