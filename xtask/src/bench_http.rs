@@ -8,23 +8,15 @@
 //! 4. `GET /api/v1/overview` with 1,000 plugins loaded.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 const BARE: &str = "127.0.0.1:18500";
 const SERVE: &str = "127.0.0.1:18501";
+const ADMIN_PASSWORD: &str = "bench-http admin password";
 const PAYLOAD: &str = r#"{"hook":"order.created","input":{"order_id":"ord-1001","customer_id":"cust-42","items":[{"sku":"bulgogi-bowl","quantity":2,"unit_price":12500},{"sku":"kimchi","quantity":1,"unit_price":3000}],"promo_code":"WELCOME10"}}"#;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
     which("wrk").context("wrk is needed (Debian: apt-get install wrk)")?;
@@ -43,41 +35,49 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let script = work.join("post.lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = [[{PAYLOAD}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
-        ),
-    )?;
+    let write_script = |token: &str| {
+        std::fs::write(
+            &script,
+            format!(
+                "wrk.method = \"POST\"\nwrk.body = [[{PAYLOAD}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+                 wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+            ),
+        )
+    };
+    write_script("none")?;
 
-    let bare = Killed(Command::new(target.join("examples/bare_echo")).arg(BARE).stdout(Stdio::null()).spawn()?);
-    wait_for(&format!("http://{BARE}/echo"), "POST")?;
+    let bare =
+        crate::server::Killed(Command::new(target.join("examples/bare_echo")).arg(BARE).stdout(Stdio::null()).spawn()?);
+    crate::server::wait_for(&format!("http://{BARE}/echo"), "POST")?;
     let bare_rps = wrk(&script, &format!("http://{BARE}/echo"))?;
     drop(bare);
 
-    let serve = Killed(
+    let serve = crate::server::Killed(
         Command::new(target.join("plugwatch"))
             .args(["serve", "--listen", SERVE, "--data-dir"])
             .arg(work.join("data"))
             .env("PLUGWATCH_LOG", "warn")
+            .env("PLUGWATCH_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stderr(Stdio::null())
             .spawn()?,
     );
-    wait_for(&format!("http://{SERVE}/healthz"), "GET")?;
+    crate::server::wait_for(&format!("http://{SERVE}/healthz"), "GET")?;
     std::thread::sleep(Duration::from_secs(3));
     let idle_rss = rss_kib(serve.0.id())?;
+    let token = crate::server::admin_token(SERVE, ADMIN_PASSWORD, &work)?;
+    write_script(&token)?;
     let echo = root.join("crates/runtime/tests/fixtures/plugin.wat.in");
     let wat = std::fs::read_to_string(echo)?
         .replace("{extra}", "")
         .replace("{body}", "(call $ok (local.get $input) (local.get $input_len))");
     let component = work.join("echo.wat");
     std::fs::write(&component, wat)?;
-    upload(&component, "echo")?;
+    upload(&component, "echo", &token)?;
     let invoke_rps = wrk(&script, &format!("http://{SERVE}/api/v1/plugins/echo/invoke"))?;
     let loaded_rss = rss_kib(serve.0.id())?;
 
     for i in 0..999 {
-        upload(&component, &format!("plugin-{i:03}"))?;
+        upload(&component, &format!("plugin-{i:03}"), &token)?;
     }
     let mut times: Vec<Duration> = (0..21)
         .map(|_| {
@@ -112,18 +112,7 @@ fn which(tool: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_for(url: &str, method: &str) -> anyhow::Result<()> {
-    for _ in 0..100 {
-        let ok = Command::new("curl").args(["-s", "-o", "/dev/null", "-X", method, url]).status()?.success();
-        if ok {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("{url} did not come up")
-}
-
-fn upload(component: &Path, name: &str) -> anyhow::Result<()> {
+fn upload(component: &Path, name: &str, token: &str) -> anyhow::Result<()> {
     // The component is WAT text: the server wants binary, so assemble it with the guest toolchain's
     // wasm-tools if present, else let the upload fail loudly.
     let wasm = component.with_extension("wasm");
@@ -133,7 +122,7 @@ fn upload(component: &Path, name: &str) -> anyhow::Result<()> {
         crate::run(Command::new(tool).arg("parse").arg(component).arg("-o").arg(&wasm))?;
     }
     let out = Command::new("curl")
-        .args(["-s", "-w", "%{http_code}", "-o", "/dev/null"])
+        .args(["-s", "-w", "%{http_code}", "-o", "/dev/null", "-H", &format!("authorization: Bearer {token}")])
         .args([
             "-F",
             &format!(r#"manifest={{"name":"{name}","version":"1.0.0","hooks":[{{"hook":"order.created"}}]}}"#),

@@ -5,6 +5,7 @@
 //!   `--bless` also replaces the committed example components with the fresh build.
 //! - `cargo xtask tools`: install the guest toolchains (componentize-py into a venv, componentize-js via npm).
 //! - `cargo xtask bench`: run the criterion benchmarks.
+//! - `cargo xtask schemathesis`: property-based tests of the served OpenAPI document (part of `test`).
 //! - `cargo xtask bench-http`: HTTP load with `wrk`: plugwatch's invoke endpoint against a bare axum echo,
 //!   idle and loaded RSS, and the overview endpoint with 1,000 plugins (release build, loopback only).
 
@@ -14,6 +15,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 mod bench_http;
+mod schemathesis;
+mod server;
 
 /// The example plugins whose built components are committed (the demo loads them).
 const EXAMPLES: &[&str] = &["promo-discount", "loyalty-points"];
@@ -38,8 +41,11 @@ fn dispatch() -> anyhow::Result<()> {
         Some("tools") => tools(&root),
         Some("bench") => run(Command::new("cargo").args(["bench", "--workspace"]).args(&args[1..])),
         Some("bench-http") => bench_http::run(&root),
+        Some("schemathesis") => schemathesis::run(&root),
         _ => {
-            eprintln!("usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http>");
+            eprintln!(
+                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | schemathesis>"
+            );
             std::process::exit(2);
         }
     }
@@ -61,6 +67,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
     // `--all-targets` also runs each benchmark once, in test mode, so they cannot rot.
     step("tests", Command::new("cargo").args(["test", "--workspace", "--all-targets", "--locked"]))?;
     step("doc tests", Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
+    schemathesis::run(root)?;
     println!("\nxtask: all checks passed");
     Ok(())
 }
@@ -82,6 +89,17 @@ fn tools(root: &Path) -> anyhow::Result<()> {
                 .arg(plugins.join("requirements.txt")),
         )?;
         std::fs::write(&stamp, &requirements)?;
+    }
+    let test_tools = std::fs::read(root.join("tests/requirements.txt"))?;
+    let stamp = venv.join(".installed-test-requirements");
+    if std::fs::read(&stamp).ok().as_deref() != Some(&test_tools[..]) {
+        step(
+            "test tools",
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(root.join("tests/requirements.txt")),
+        )?;
+        std::fs::write(&stamp, &test_tools)?;
     }
     let lock = std::fs::read(plugins.join("package-lock.json"))?;
     let stamp = plugins.join("node_modules/.installed-lock");
@@ -109,7 +127,7 @@ fn plugins(root: &Path, bless: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
     println!("\nxtask: {name}");
     run(command).with_context(|| format!("step `{name}` failed"))
 }

@@ -19,6 +19,7 @@ struct Cli {
 enum Command {
     Serve(commands::serve::Serve),
     Run(commands::run::Run),
+    User(commands::user::UserCommand),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +27,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(cmd) => cmd.run(),
         Command::Run(cmd) => {
+            logging::init_quiet();
+            cmd.run()
+        }
+        Command::User(cmd) => {
             logging::init_quiet();
             cmd.run()
         }

@@ -9,7 +9,10 @@ const TEMPLATE: &str = include_str!("../../runtime/tests/fixtures/plugin.wat.in"
 struct Running {
     child: Child,
     addr: String,
+    token: String,
 }
+
+const ADMIN_PASSWORD: &str = "a test admin password";
 
 /// Starts `plugwatch serve` on a free port and waits until it says where it listens.
 fn serve(args: &[&str], envs: &[(&str, &str)]) -> Running {
@@ -18,6 +21,7 @@ fn serve(args: &[&str], envs: &[(&str, &str)]) -> Running {
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(args)
         .envs(envs.iter().copied())
+        .env("PLUGWATCH_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env_remove("PLUGWATCH_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -32,7 +36,8 @@ fn serve(args: &[&str], envs: &[(&str, &str)]) -> Running {
             let addr = event["address"].as_str().unwrap().to_owned();
             // Keep reading, so the server never blocks on (or fails writing to) a full or closed pipe.
             std::thread::spawn(move || lines.for_each(drop));
-            return Running { child, addr };
+            let token = admin_token(&addr);
+            return Running { child, addr, token };
         }
     }
     let _ = child.kill();
@@ -48,10 +53,43 @@ impl Drop for Running {
     }
 }
 
-fn http(method: &str, url: &str, body: Option<(&str, Vec<u8>)>) -> (u16, String) {
+/// Signs in as admin (cookie and CSRF token) and mints an admin API token.
+fn admin_token(addr: &str) -> String {
+    let jar = tempfile::NamedTempFile::new().unwrap();
+    let jar = jar.path().to_str().unwrap();
+    let login = Command::new("curl")
+        .args(["-s", "-c", jar, "-H", "content-type: application/json", "-d"])
+        .arg(format!(r#"{{"username":"admin","password":"{ADMIN_PASSWORD}"}}"#))
+        .arg(format!("{addr}/api/v1/auth/login"))
+        .output()
+        .unwrap();
+    let login: serde_json::Value = serde_json::from_slice(&login.stdout).unwrap();
+    let csrf = login["csrf_token"].as_str().unwrap_or_else(|| panic!("sign-in failed: {login}"));
+    let created = Command::new("curl")
+        .args(["-s", "-b", jar, "-H", "content-type: application/json", "-H", &format!("x-csrf-token: {csrf}"), "-d"])
+        .arg(r#"{"name":"tests","role":"admin"}"#)
+        .arg(format!("{addr}/api/v1/tokens"))
+        .output()
+        .unwrap();
+    let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    created["secret"].as_str().unwrap_or_else(|| panic!("no token: {created}")).to_owned()
+}
+
+fn http(token: &str, method: &str, url: &str, body: Option<(&str, Vec<u8>)>) -> (u16, String) {
     // A tiny blocking client via curl keeps this test free of an async runtime.
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]);
+    cmd.args([
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        &format!("authorization: Bearer {token}"),
+        "-X",
+        method,
+        url,
+    ]);
     if let Some((content_type, bytes)) = &body {
         let path = std::env::temp_dir().join(format!("plugwatch-body-{}", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
@@ -63,7 +101,8 @@ fn http(method: &str, url: &str, body: Option<(&str, Vec<u8>)>) -> (u16, String)
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
-fn upload_echo(addr: &str) {
+fn upload_echo(server: &Running) {
+    let addr = &server.addr;
     let wasm = wat::parse_str(
         TEMPLATE.replace("{extra}", "").replace("{body}", "(call $ok (local.get $input) (local.get $input_len))"),
     )
@@ -72,7 +111,14 @@ fn upload_echo(addr: &str) {
     let component = dir.path().join("echo.wasm");
     std::fs::write(&component, wasm).unwrap();
     let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", &format!("{addr}/api/v1/plugins")])
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            &format!("authorization: Bearer {}", server.token),
+            &format!("{addr}/api/v1/plugins"),
+        ])
         .args(["-F", r#"manifest={"name":"echo","version":"1.0.0"};type=application/json"#])
         .args(["-F", &format!("component=@{};type=application/wasm", component.display())])
         .output()
@@ -81,8 +127,9 @@ fn upload_echo(addr: &str) {
     assert!(text.ends_with("201"), "{text}");
 }
 
-fn series_requests(addr: &str) -> u64 {
-    let (status, body) = http("GET", &format!("{addr}/api/v1/plugins/echo/series?step=60"), None);
+fn series_requests(server: &Running) -> u64 {
+    let (status, body) =
+        http(&server.token, "GET", &format!("{}/api/v1/plugins/echo/series?step=60", server.addr), None);
     assert_eq!(status, 200, "{body}");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     body["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum()
@@ -94,11 +141,15 @@ fn after_kill_9_at_most_one_flush_interval_of_telemetry_is_lost() {
     let data = dir.path().to_str().unwrap();
     let env = [("PLUGWATCH_TELEMETRY__FLUSH_INTERVAL_SECS", "1")];
     let mut server = serve(&["--data-dir", data], &env);
-    upload_echo(&server.addr);
+    upload_echo(&server);
     for i in 0..20 {
         let body = format!(r#"{{"hook":"h","input":{i}}}"#).into_bytes();
-        let (status, text) =
-            http("POST", &format!("{}/api/v1/plugins/echo/invoke", server.addr), Some(("application/json", body)));
+        let (status, text) = http(
+            &server.token,
+            "POST",
+            &format!("{}/api/v1/plugins/echo/invoke", server.addr),
+            Some(("application/json", body)),
+        );
         assert_eq!(status, 200, "{text}");
     }
     // Two flush intervals pass, then the process dies without any chance to flush.
@@ -107,8 +158,9 @@ fn after_kill_9_at_most_one_flush_interval_of_telemetry_is_lost() {
     server.child.wait().unwrap();
 
     let mut restarted = serve(&["--data-dir", data], &env);
-    assert_eq!(series_requests(&restarted.addr), 20, "everything flushed before the kill survived");
+    assert_eq!(series_requests(&restarted), 20, "everything flushed before the kill survived");
     let (status, body) = http(
+        &restarted.token,
         "POST",
         &format!("{}/api/v1/plugins/echo/invoke", restarted.addr),
         Some(("application/json", br#"{"hook":"h","input":1}"#.to_vec())),
@@ -123,10 +175,15 @@ fn sigterm_drains_flushes_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let mut server = serve(&["--data-dir", data], &[]);
-    upload_echo(&server.addr);
+    upload_echo(&server);
     for i in 0..3 {
         let body = format!(r#"{{"hook":"h","input":{i}}}"#).into_bytes();
-        http("POST", &format!("{}/api/v1/plugins/echo/invoke", server.addr), Some(("application/json", body)));
+        http(
+            &server.token,
+            "POST",
+            &format!("{}/api/v1/plugins/echo/invoke", server.addr),
+            Some(("application/json", body)),
+        );
     }
     // The default flush interval (10 s) has not passed: only the shutdown flush can save these.
     let started = Instant::now();
@@ -135,7 +192,7 @@ fn sigterm_drains_flushes_and_exits_cleanly() {
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(10));
     let mut restarted = serve(&["--data-dir", data], &[]);
-    assert_eq!(series_requests(&restarted.addr), 3);
+    assert_eq!(series_requests(&restarted), 3);
     restarted.child.kill().unwrap();
     restarted.child.wait().unwrap();
 }
@@ -167,4 +224,52 @@ fn a_bad_configuration_is_refused_with_the_setting_named() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn the_user_command_manages_users_in_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // A first start creates the admin.
+    let mut server = serve(&["--data-dir", data], &[]);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let user = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+            .args(["user", "--data-dir", data])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = user(&["add", "mina", "--role", "operator"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let generated = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(generated.len() >= 16, "a generated password is printed once");
+    let out = user(&["add", "jun", "--role", "viewer", "--password-stdin"], Some("a password from stdin\n"));
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty(), "a given password is not echoed");
+    let out = user(&["list"], None);
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        list.contains("admin") && list.contains("mina") && list.contains("operator") && list.contains("jun"),
+        "{list}"
+    );
+    let out = user(&["delete", "admin"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no enabled admin"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = user(&["set-role", "mina", "boss"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a role"));
+    assert!(user(&["disable", "jun"], None).status.success());
+    assert!(user(&["list"], None).stdout.windows(8).any(|w| w == b"disabled"));
 }

@@ -35,6 +35,8 @@ pub enum RegistryError {
     NotLoaded { name: String, reason: String },
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
+    #[error("invalid hook: {0}")]
+    InvalidHook(String),
     #[error("the component was refused: {0}")]
     Rejected(#[from] LoadError),
     #[error("plugin `{plugin}` version `{version}` already exists with a different component (sha256 {existing})")]

@@ -56,7 +56,7 @@ pub fn validate_hook_name(hook: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(format!(
+        Err(RegistryError::InvalidHook(format!(
             "hook names must be 1-{MAX_HOOK} characters of a-z, 0-9, `.`, `_`, `:`, `-` (got {hook:?})"
         )))
     }

@@ -23,9 +23,14 @@ pub struct ServeConfig {
     pub demo: bool,
     /// Seconds to let in-flight requests finish on shutdown.
     pub drain_timeout_secs: u64,
+    /// The first admin's password, used only when the database has no user yet (usually set with
+    /// `PLUGWATCH_ADMIN_PASSWORD`); without it one is generated and logged once.
+    #[serde(skip_serializing)]
+    pub admin_password: Option<Secret>,
     pub http: HttpConfig,
     pub runtime: RuntimeSettings,
     pub telemetry: TelemetrySettings,
+    pub access: AccessSettings,
 }
 
 impl Default for ServeConfig {
@@ -37,9 +42,11 @@ impl Default for ServeConfig {
             log_format: LogFormat::Text,
             demo: false,
             drain_timeout_secs: 30,
+            admin_password: None,
             http: HttpConfig::default(),
             runtime: RuntimeSettings::default(),
             telemetry: TelemetrySettings::default(),
+            access: AccessSettings::default(),
         }
     }
 }
@@ -58,11 +65,58 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest plugin upload (manifest plus component).
     pub max_upload_bytes: usize,
+    /// Mark the session cookie `Secure` (set it when plugwatch is served over HTTPS, e.g. behind the Ingress).
+    pub secure_cookies: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { max_body_bytes: 4 << 20, max_upload_bytes: 80 << 20 }
+        HttpConfig { max_body_bytes: 4 << 20, max_upload_bytes: 80 << 20, secure_cookies: false }
+    }
+}
+
+/// Sessions, sign-in lockout and the audit log.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSettings {
+    /// A session ends after this long without a request.
+    pub session_idle_minutes: u64,
+    /// A session ends this long after sign-in, however active.
+    pub session_absolute_hours: u64,
+    /// Failed sign-ins (per user or per address) within the window that lock further attempts out.
+    pub lockout_threshold: u32,
+    pub lockout_window_secs: u64,
+    pub lockout_duration_secs: u64,
+    pub audit_retention_days: u64,
+    pub min_password_len: usize,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        let d = plugwatch_access::AccessConfig::default();
+        AccessSettings {
+            session_idle_minutes: d.session_idle.as_secs() / 60,
+            session_absolute_hours: d.session_absolute.as_secs() / 3600,
+            lockout_threshold: d.lockout_threshold,
+            lockout_window_secs: d.lockout_window.as_secs(),
+            lockout_duration_secs: d.lockout_duration.as_secs(),
+            audit_retention_days: d.audit_retention.as_secs() / 86_400,
+            min_password_len: d.min_password_len,
+        }
+    }
+}
+
+impl AccessSettings {
+    pub fn access_config(&self) -> plugwatch_access::AccessConfig {
+        plugwatch_access::AccessConfig {
+            session_idle: Duration::from_secs(self.session_idle_minutes * 60),
+            session_absolute: Duration::from_secs(self.session_absolute_hours * 3600),
+            lockout_threshold: self.lockout_threshold,
+            lockout_window: Duration::from_secs(self.lockout_window_secs),
+            lockout_duration: Duration::from_secs(self.lockout_duration_secs),
+            audit_retention: Duration::from_secs(self.audit_retention_days * 86_400),
+            min_password_len: self.min_password_len,
+        }
     }
 }
 
@@ -176,6 +230,10 @@ impl ServeConfig {
         if self.runtime.max_instances == 0 || self.runtime.max_in_flight == 0 {
             return Err("`runtime.max_instances` and `runtime.max_in_flight` must be at least 1".into());
         }
+        let a = &self.access;
+        if a.session_idle_minutes == 0 || a.session_absolute_hours == 0 || a.lockout_threshold == 0 {
+            return Err("`access.session_idle_minutes`, `access.session_absolute_hours` and `access.lockout_threshold` must be at least 1".into());
+        }
         if self.runtime.max_memory_bytes < 64 << 10 {
             return Err("`runtime.max_memory_bytes` must be at least 65536 (one page)".into());
         }
@@ -194,5 +252,22 @@ impl ServeConfig {
             cache_dir: Some(self.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("compiled"))),
             ..plugwatch_runtime::RuntimeConfig::default()
         }
+    }
+}
+
+/// A setting that must never be printed: its `Debug` says only whether it is set.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
     }
 }

@@ -10,11 +10,12 @@ use plugwatch_store::{FailurePolicy, Subscription, VersionRecord};
 use plugwatch_telemetry::{LiveStats, RunLogEntry};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
-/// The manifest part of an upload.
-#[derive(Debug, Deserialize)]
+/// The `manifest` part of an upload.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestDto {
     pub name: String,
@@ -35,7 +36,8 @@ pub struct ManifestDto {
     pub sha256: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Serialize, Clone)]
+/// A subscription to a hook; lower priorities run first.
+#[derive(Debug, Deserialize, Serialize, Clone, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HookDto {
     pub hook: String,
@@ -48,7 +50,7 @@ fn default_priority() -> i32 {
 }
 
 /// Per-plugin limits; each omitted field takes the default.
-#[derive(Debug, Default, Deserialize, Serialize, Clone)]
+#[derive(Debug, Default, Deserialize, Serialize, Clone, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,11 +122,9 @@ impl ManifestDto {
 }
 
 /// Input bytes: `input` (any JSON value, passed on as its exact JSON text) or `input_base64` (raw bytes).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct InputDto {
-    #[serde(default)]
     pub input: Option<Box<RawValue>>,
-    #[serde(default)]
     pub input_base64: Option<String>,
 }
 
@@ -141,20 +141,26 @@ impl InputDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// One invocation: the hook to pass and the input, as JSON (`input`, passed on as its exact text) or as
+/// base64 bytes (`input_base64`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
+    #[schema(pattern = "^[a-z0-9][a-z0-9._:-]{0,127}$", example = "order.created")]
     pub hook: String,
     #[serde(default)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub input: Option<Box<RawValue>>,
     #[serde(default)]
     pub input_base64: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Firing a hook: the input (JSON or base64) and the mode.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HookRequest {
     #[serde(default)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub input: Option<Box<RawValue>>,
     #[serde(default)]
     pub input_base64: Option<String>,
@@ -164,9 +170,10 @@ pub struct HookRequest {
 }
 
 /// Output bytes as JSON: the plugin's exact JSON text when the bytes are JSON, else base64.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OutputDto {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub output: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_base64: Option<String>,
@@ -186,7 +193,8 @@ impl OutputDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A line the plugin logged (host `log`, or WASI stdout/stderr).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LogDto<'a> {
     pub at_us: u64,
     pub level: &'static str,
@@ -208,11 +216,13 @@ pub fn logs(lines: &[LogLine]) -> Vec<LogDto<'_>> {
 
 /// One invocation as the API shows it (the response to an invoke, and each run-log entry). It borrows
 /// from the record: a response is serialised without copying the plugin's strings or logs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InvocationDto<'a> {
     pub plugin: &'a str,
     pub version: &'a str,
     pub hook: &'a str,
+    /// `ok`, `plugin_error`, `trap`, `timeout`, `fuel_exhausted`, `memory_limit`, `output_too_large`,
+    /// `input_too_large` or `rejected`.
     pub outcome: &'static str,
     pub trap_kind: Option<&'a str>,
     pub detail: Option<&'a str>,
@@ -281,7 +291,7 @@ impl<'a> InvocationDto<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HookRunDto {
     pub plugin: String,
     pub version: String,
@@ -309,7 +319,7 @@ impl From<&HookRun> for HookRunDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HookResponse {
     pub hook: String,
     pub mode: &'static str,
@@ -342,7 +352,7 @@ impl From<&HookOutcome> for HookResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct VersionDto {
     pub version: String,
     pub sha256: String,
@@ -376,7 +386,8 @@ impl VersionDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A plugin's last minute.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LiveDto {
     pub window_secs: f64,
     pub requests: u64,
@@ -387,6 +398,7 @@ pub struct LiveDto {
     pub error_rate: f64,
     pub cpu_cores: f64,
     pub memory_peak_bytes: u64,
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub outcomes: BTreeMap<&'static str, u64>,
     pub last_invocation: Option<String>,
 }
@@ -409,7 +421,7 @@ impl LiveDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PluginDto {
     pub name: String,
     /// `running`, `disabled`, `failed` (could not load) or `empty` (no version).
@@ -452,6 +464,194 @@ impl PluginDto {
     }
 }
 
+/// The error every endpoint answers with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    #[schema(inline)]
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code (`unknown_plugin`, `invalid_manifest`, `forbidden`, …).
+    pub code: String,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginList {
+    pub plugins: Vec<PluginDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginDetail {
+    pub plugin: PluginDto,
+    pub versions: Vec<VersionDto>,
+    /// The active component's imports, when it is loaded.
+    pub imports: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    pub versions: Vec<VersionDto>,
+}
+
+/// The form of an upload.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The manifest, as JSON text (see `ManifestDto`).
+    #[schema(value_type = String, example = r#"{"name":"promo-discount","version":"1.0.0","hooks":[{"hook":"order.pricing","priority":10}]}"#)]
+    pub manifest: String,
+    /// The component (.wasm).
+    #[schema(value_type = String, format = Binary)]
+    pub component: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Uploaded {
+    pub plugin: String,
+    pub version: String,
+    pub sha256: String,
+    /// False when the same name, version and component were already stored.
+    pub created: bool,
+    /// Whether this version is now the active one.
+    pub active: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolledBack {
+    pub plugin: String,
+    pub active_version: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookSubscribers {
+    pub hook: String,
+    pub subscribers: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookList {
+    pub hooks: Vec<HookSubscribers>,
+}
+
+/// Aggregates over `[t, t + step)`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeriesPoint {
+    /// Unix seconds.
+    pub t: i64,
+    pub requests: u64,
+    pub rps: f64,
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub cpu_cores: f64,
+    pub instructions: u64,
+    pub memory_peak_bytes: u64,
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub outcomes: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeriesResponse {
+    pub plugin: String,
+    pub version: Option<String>,
+    /// The step used, in seconds (at least the stored resolution).
+    pub step: u64,
+    /// `10s`, `1m` or `1h`.
+    pub resolution: &'static str,
+    pub points: Vec<SeriesPoint>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvocationList<'a> {
+    pub plugin: String,
+    pub invocations: Vec<InvocationDto<'a>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OverviewPlugin {
+    pub name: String,
+    pub status: &'static str,
+    pub version: Option<String>,
+    pub live: Option<LiveDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostDto {
+    pub at: String,
+    pub cpu_usage: f64,
+    pub cpu_cores: usize,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub process_rss_bytes: u64,
+    pub process_cpu_usage: f64,
+    pub process_cpu_seconds: f64,
+}
+
+impl HostDto {
+    pub fn new(h: &plugwatch_telemetry::HostSample) -> Self {
+        HostDto {
+            at: rfc3339(h.at),
+            cpu_usage: h.cpu_usage,
+            cpu_cores: h.cpu_cores,
+            memory_used_bytes: h.memory_used_bytes,
+            memory_total_bytes: h.memory_total_bytes,
+            disk_used_bytes: h.disk_used_bytes,
+            disk_total_bytes: h.disk_total_bytes,
+            process_rss_bytes: h.process_rss_bytes,
+            process_cpu_usage: h.process_cpu_usage,
+            process_cpu_seconds: h.process_cpu_seconds,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Overview {
+    pub at: String,
+    pub plugins: Vec<OverviewPlugin>,
+    pub host: Option<HostDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostPointDto {
+    pub t: i64,
+    pub cpu_usage: f64,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub process_rss_bytes: u64,
+    pub process_cpu_usage: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HostSeries {
+    pub latest: Option<HostDto>,
+    pub step: u64,
+    pub points: Vec<HostPointDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    pub problems: Vec<&'static str>,
+    pub plugins: usize,
+}
+
 pub fn outcomes(counts: &[u64; 9]) -> BTreeMap<&'static str, u64> {
     plugwatch_runtime::Outcome::ALL.iter().zip(counts).filter(|(_, n)| **n > 0).map(|(o, n)| (o.as_str(), *n)).collect()
 }
@@ -464,9 +664,11 @@ pub fn ms(seconds: f64) -> f64 {
     (seconds * 1e6).round() / 1e3
 }
 
-/// RFC 3339 in UTC with microseconds, e.g. `2026-11-27T10:00:00.000000Z`.
+/// RFC 3339 in UTC with microseconds, e.g. `2026-11-27T10:00:00.000000Z`. Times past the year 9999 (which
+/// RFC 3339 cannot write) are written as its last instant rather than failing.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_micros(t).to_string()
+    const LAST: Duration = Duration::from_secs(253_402_300_799);
+    humantime::format_rfc3339_micros(t.min(UNIX_EPOCH + LAST)).to_string()
 }
 
 #[cfg(test)]
@@ -477,5 +679,6 @@ mod tests {
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_micros(1_795_739_400_123_456)), "2026-11-27T00:30:00.123456Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(u64::MAX / 4)), "9999-12-31T23:59:59.000000Z");
     }
 }

@@ -15,11 +15,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds the caller should wait before retrying (`Retry-After`).
     pub retry_after: Option<u32>,
+    /// Send `WWW-Authenticate: Bearer` (401s).
+    pub www_authenticate: bool,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, www_authenticate: false }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -45,6 +47,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Disabled(_) => ApiError::new(StatusCode::CONFLICT, "plugin_disabled", message),
             RegistryError::NotLoaded { .. } => ApiError::new(StatusCode::CONFLICT, "plugin_not_loaded", message),
             RegistryError::InvalidManifest(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", message),
+            RegistryError::InvalidHook(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_hook", message),
             RegistryError::Rejected(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "component_rejected", message)
             }
@@ -54,6 +57,26 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", message).retry_after(5)
             }
             RegistryError::Store(error) => internal(&error),
+        }
+    }
+}
+
+impl From<plugwatch_access::AccessError> for ApiError {
+    fn from(e: plugwatch_access::AccessError) -> Self {
+        use plugwatch_access::AccessError as E;
+        let message = e.to_string();
+        match e {
+            E::InvalidCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message),
+            E::LockedOut { retry_after } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "locked_out", message)
+                .retry_after(retry_after.as_secs().max(1).min(u64::from(u32::MAX)) as u32),
+            E::UserDisabled => ApiError::new(StatusCode::FORBIDDEN, "user_disabled", message),
+            E::UnknownUser(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_user", message),
+            E::UserExists(_) => ApiError::new(StatusCode::CONFLICT, "user_exists", message),
+            E::UnknownToken(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_token", message),
+            E::LastAdmin => ApiError::new(StatusCode::CONFLICT, "last_admin", message),
+            E::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            E::InvalidInput(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message),
+            E::Store(error) => internal(&error),
         }
     }
 }
@@ -70,6 +93,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.www_authenticate {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

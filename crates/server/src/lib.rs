@@ -4,6 +4,7 @@
 //! work on shutdown.
 
 mod api;
+mod auth;
 pub mod config;
 mod demo;
 mod dto;
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use plugwatch_access::Access;
 use plugwatch_registry::Registry;
 use plugwatch_runtime::Runtime;
 use plugwatch_store::{Artifacts, Store};
@@ -31,6 +33,9 @@ pub use config::ServeConfig;
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub access: Access,
+    /// The OpenAPI document, as served.
+    pub openapi: Arc<String>,
     /// The latest host sample.
     pub host: Arc<Mutex<Option<HostSample>>>,
     pub config: Arc<ServeConfig>,
@@ -47,19 +52,36 @@ pub enum ServerError {
     Runtime(#[from] plugwatch_runtime::RuntimeError),
     #[error("cannot load the plugin registry: {0}")]
     Registry(#[from] plugwatch_registry::RegistryError),
+    #[error("access control: {0}")]
+    Access(#[from] plugwatch_access::AccessError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// The whole application as a router (for tests that call it without a socket).
+/// The router and its OpenAPI document, before state is attached. Every operation in the document carries
+/// its access rule (`x-required`) and security requirements.
+pub fn routes(config: &ServeConfig) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut openapi) = api::router(config.http.max_upload_bytes).split_for_parts();
+    document_access(&mut openapi);
+    (router, openapi)
+}
+
+/// Every access rule as (path template, method), so tests can check them against the OpenAPI document.
+pub fn access_rules() -> Vec<(&'static str, String)> {
+    auth::RULES.iter().map(|r| (r.path, r.method.to_string())).collect()
+}
+
+/// The whole application (for tests that call it without a socket).
 pub fn app(state: AppState) -> Router {
-    let http = &state.config.http;
-    api::routes(http.max_upload_bytes)
-        .merge(ops::routes())
-        .fallback(|| async { error::ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+    let (router, openapi) = routes(&state.config);
+    let swagger = utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs").url("/api/v1/docs/openapi.json", openapi);
+    router
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
+        .merge(swagger_behind_login(state.clone(), swagger))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -81,11 +103,24 @@ impl Server {
         let telemetry =
             Arc::new(Telemetry::new(TelemetryConfig { bucket: Duration::from_secs(10), ..TelemetryConfig::default() }));
         telemetry.seed(store.current_rollups(SystemTime::now()).await?);
+        let access = Access::new(store.clone(), config.access.access_config());
+        if let Some(generated) =
+            access.bootstrap_admin(config.admin_password.as_ref().map(config::Secret::expose)).await?
+        {
+            tracing::warn!(
+                message = "Created the first user, `admin`, with a generated password. It is shown this once: \
+                           sign in and change it (or set PLUGWATCH_ADMIN_PASSWORD before the first start).",
+                username = "admin",
+                password = %generated,
+            );
+        }
         let registry = Registry::open(runtime, store, artifacts, telemetry).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let state = AppState { registry, host: Arc::new(Mutex::new(None)), config: Arc::new(config) };
+        let (_, openapi) = routes(&config);
+        let openapi = Arc::new(openapi.to_pretty_json().expect("the OpenAPI document serialises"));
+        let state = AppState { registry, access, openapi, host: Arc::new(Mutex::new(None)), config: Arc::new(config) };
         Ok(Server { listener, state })
     }
 
@@ -131,4 +166,59 @@ impl Server {
             Err(join) => Err(ServerError::Io(std::io::Error::other(join))),
         }
     }
+}
+
+/// Adds each operation's access rule (`x-required`) and its security requirements to the document.
+fn document_access(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        for (method, operation) in operations(item) {
+            let rule = auth::rule_for(&method, path);
+            let required = rule.map_or("none", |r| auth::requirement_name(r.requirement));
+            let mut extensions = operation.extensions.take().unwrap_or_default();
+            extensions.insert("x-required".to_owned(), serde_json::Value::from(required));
+            operation.extensions = Some(extensions);
+            if rule.is_some_and(|r| r.requirement != auth::Requirement::Public) {
+                operation.security = Some(vec![
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    SecurityRequirement::new("session", Vec::<String>::new()),
+                ]);
+            }
+        }
+    }
+}
+
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> Vec<(axum::http::Method, &mut utoipa::openapi::path::Operation)> {
+    use axum::http::Method;
+    [
+        (Method::GET, item.get.as_mut()),
+        (Method::POST, item.post.as_mut()),
+        (Method::PUT, item.put.as_mut()),
+        (Method::PATCH, item.patch.as_mut()),
+        (Method::DELETE, item.delete.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| op.map(|op| (m, op)))
+    .collect()
+}
+
+/// Unknown paths: 401 to anonymous callers (nothing is reachable without credentials), 404 otherwise.
+async fn fallback(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> error::ApiError {
+    match auth::authenticate(&state, &headers).await {
+        Ok(auth::Credentials::None) => auth::unauthorized("sign in or send `Authorization: Bearer <token>`"),
+        Err(e) => e,
+        Ok(_) => error::ApiError::not_found("no such route"),
+    }
+}
+
+/// The browsable API docs (Swagger UI, vendored into the binary): for signed-in callers only.
+fn swagger_behind_login(state: AppState, swagger: utoipa_swagger_ui::SwaggerUi) -> Router<AppState> {
+    Router::<AppState>::new()
+        .merge(swagger)
+        .layer(axum::middleware::from_fn_with_state(state, auth::require_authenticated))
 }

@@ -1,26 +1,25 @@
-//! Operations endpoints: liveness, readiness and Prometheus metrics. Only `/healthz` and `/readyz` are meant
-//! to be reachable without credentials.
+//! Operations endpoints: liveness and readiness (the only routes that answer without credentials),
+//! Prometheus metrics, and the OpenAPI document.
 
-use axum::Router;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use serde_json::json;
 
 use crate::AppState;
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
-}
+use crate::api::ApiErrors;
+use crate::dto::{Health, Ready};
 
 /// The process is alive.
-async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
-/// The process can serve: the database answers, the engine is up, and it is not draining.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// The process can serve: the database answers and it is not draining.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Ready), (status = 503, body = Ready, description = "Not ready")))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut problems = Vec::new();
     if let Err(error) = state.registry.store().ping().await {
         tracing::warn!(message = "Readiness: database unreachable.", %error);
@@ -30,18 +29,30 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         problems.push("draining");
     }
     let status = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({
-        "status": if problems.is_empty() { "ready" } else { "not_ready" },
-        "problems": problems,
-        "plugins": state.registry.plugins().len(),
-    });
-    (status, axum::Json(body))
+    let ready = problems.is_empty();
+    (
+        status,
+        Json(Ready {
+            status: if ready { "ready" } else { "not_ready" },
+            problems,
+            plugins: state.registry.plugins().len(),
+        }),
+    )
 }
 
 /// Prometheus text exposition of every plugin's series, the host and the process.
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"), ApiErrors))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let host = state.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut out = String::with_capacity(16 << 10);
     state.registry.telemetry().encode_prometheus(host.as_ref(), &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
+
+/// This document (OpenAPI 3.1). A browsable version is at `/api/v1/docs/`.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"), ApiErrors))]
+pub async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi.as_str().to_owned())
 }

@@ -93,6 +93,10 @@ async fn prune_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             ),
             Err(error) => tracing::error!(message = "Retention failed.", %error),
         }
+        match state.access.prune(SystemTime::now()).await {
+            Ok(rows) => tracing::debug!(message = "Audit log, sessions and sign-in attempts pruned.", rows),
+            Err(error) => tracing::error!(message = "Pruning the audit log failed.", %error),
+        }
         if !tick(&mut stop, period).await {
             break;
         }

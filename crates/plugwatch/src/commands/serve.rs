@@ -10,8 +10,23 @@ use plugwatch_server::{ServeConfig, Server};
 
 /// Top-level settings that `PLUGWATCH_*` environment variables may set (nested ones use `__`, e.g.
 /// `PLUGWATCH_TELEMETRY__FLUSH_INTERVAL_SECS=5`). Other `PLUGWATCH_*` variables belong to other commands.
-const ENV_KEYS: &[&str] =
-    &["listen", "data_dir", "log_format", "demo", "drain_timeout_secs", "http", "runtime", "telemetry"];
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "cache_dir",
+    "log_format",
+    "demo",
+    "drain_timeout_secs",
+    "admin_password",
+    "http",
+    "runtime",
+    "telemetry",
+    "access",
+];
+
+/// The admin password of a `--demo` server, unless `PLUGWATCH_ADMIN_PASSWORD` says otherwise. Documented in
+/// the README and announced on start; a demo database is thrown away on exit.
+pub const DEMO_ADMIN_PASSWORD: &str = "plugwatch-demo";
 
 /// Run the plugwatch server.
 ///
@@ -76,7 +91,19 @@ impl Serve {
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
         }
+        let demo_password = config.demo && config.admin_password.is_none();
+        if demo_password {
+            config.admin_password = Some(plugwatch_server::config::Secret(DEMO_ADMIN_PASSWORD.to_owned()));
+        }
         crate::logging::init(config.log_format == LogFormat::Json);
+        if demo_password {
+            tracing::warn!(
+                message =
+                    "Demo mode: sign in as `admin` with the documented demo password. Never use --demo for real data.",
+                username = "admin",
+                password = DEMO_ADMIN_PASSWORD,
+            );
+        }
 
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         tokio.block_on(async {

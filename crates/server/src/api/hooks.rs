@@ -1,29 +1,34 @@
 //! Firing hooks: the host application's entry point.
 
+use super::ApiErrors;
+use crate::AppState;
+use crate::dto::{HookList, HookRequest, HookResponse, HookSubscribers, InputDto};
+use crate::error::ApiError;
+use crate::extract::ApiPath;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use plugwatch_registry::HookMode;
-use serde_json::json;
-
-use crate::AppState;
-use crate::dto::{HookRequest, HookResponse, InputDto};
-use crate::error::ApiError;
 
 /// Hooks with at least one enabled subscriber.
-pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let hooks: Vec<_> =
-        state.registry.hooks().into_iter().map(|(hook, n)| json!({ "hook": hook, "subscribers": n })).collect();
-    Json(json!({ "hooks": hooks }))
+#[utoipa::path(get, path = "/api/v1/hooks", tag = "invoke", responses((status = 200, body = HookList), ApiErrors))]
+pub async fn list(State(state): State<AppState>) -> Json<HookList> {
+    let hooks =
+        state.registry.hooks().into_iter().map(|(hook, subscribers)| HookSubscribers { hook, subscribers }).collect();
+    Json(HookList { hooks })
 }
 
 /// Runs every enabled subscriber of the hook. 200 with the final payload (filter) or every result
 /// (actions); 502 when a `fail_closed` plugin failed (the body names it); 503 with `Retry-After` when that
-/// failure was an overload.
+/// failure was an overload. An empty body fires the hook with empty input.
+#[utoipa::path(post, path = "/api/v1/hooks/{hook}", tag = "invoke", params(("hook" = String, Path)),
+    request_body(content = HookRequest, content_type = "application/json"),
+    responses((status = 200, body = HookResponse), (status = 502, body = HookResponse, description = "A fail_closed plugin failed"),
+        (status = 503, body = HookResponse, description = "A fail_closed plugin was overloaded"), ApiErrors))]
 pub async fn fire(
     State(state): State<AppState>,
-    Path(hook): Path<String>,
+    ApiPath(hook): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // An empty body fires the hook with empty input.

@@ -2,20 +2,28 @@
 
 use std::collections::HashMap;
 
+use axum::Extension;
 use axum::Json;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use plugwatch_runtime::Outcome;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::IntoParams;
 
+use super::ApiErrors;
 use crate::AppState;
-use crate::dto::{InputDto, InvocationDto, ManifestDto, PluginDto, VersionDto};
+use crate::auth::AuditTarget;
+use crate::dto::{
+    InputDto, InvocationDto, InvokeRequest, ManifestDto, PluginDetail, PluginDto, PluginList, RolledBack, UploadForm,
+    Uploaded, VersionDto, VersionList,
+};
 use crate::error::{ApiError, from_rejection};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
-pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
+/// Every plugin with its status, active version and last minute of numbers.
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins", responses((status = 200, body = PluginList), ApiErrors))]
+pub async fn list(State(state): State<AppState>) -> Json<PluginList> {
     let live: HashMap<String, _> = state
         .registry
         .telemetry()
@@ -32,10 +40,16 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
             PluginDto::new(entry, live.get(&key))
         })
         .collect();
-    Json(json!({ "plugins": plugins }))
+    Json(PluginList { plugins })
 }
 
-pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+/// One plugin with all its versions.
+#[utoipa::path(get, path = "/api/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)),
+    responses((status = 200, body = PluginDetail), ApiErrors))]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<PluginDetail>, ApiError> {
     let entry = state.registry.plugin(&name)?;
     let versions = state.registry.versions(&name).await?;
     let live = state.registry.telemetry().overview(std::time::SystemTime::now());
@@ -44,26 +58,29 @@ pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Res
     let versions: Vec<VersionDto> =
         versions.iter().map(|v| VersionDto::new(v, Some(&v.version) == active.as_ref())).collect();
     let loaded = entry.active.as_ref().and_then(|a| a.loaded.as_ref().ok());
-    Ok(Json(json!({
-        "plugin": PluginDto::new(&entry, live),
-        "versions": versions,
-        "imports": loaded.map(|p| p.imports().to_vec()),
-    })))
+    Ok(Json(PluginDetail {
+        plugin: PluginDto::new(&entry, live),
+        versions,
+        imports: loaded.map(|p| p.imports().to_vec()),
+    }))
 }
 
+/// A plugin's versions, oldest first.
+#[utoipa::path(get, path = "/api/v1/plugins/{name}/versions", tag = "plugins", params(("name" = String, Path)),
+    responses((status = 200, body = VersionList), ApiErrors))]
 pub async fn versions(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<VersionList>, ApiError> {
     let entry = state.registry.plugin(&name)?;
     let active = entry.record.active_version.clone();
     let versions = state.registry.versions(&name).await?;
     let versions: Vec<VersionDto> =
         versions.iter().map(|v| VersionDto::new(v, Some(&v.version) == active.as_ref())).collect();
-    Ok(Json(json!({ "versions": versions })))
+    Ok(Json(VersionList { versions }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// Make the new version active (default true; a plugin's first version always is).
@@ -71,7 +88,12 @@ pub struct UploadQuery {
     activate: Option<bool>,
 }
 
-/// `multipart/form-data` with a `manifest` part (JSON) and a `component` part (the .wasm bytes).
+/// Uploads a plugin version: `multipart/form-data` with a `manifest` part (JSON, see `ManifestDto`) and a
+/// `component` part (the .wasm bytes). The component is scanned and compiled before anything is stored.
+/// 201 for a new version, 200 when the same name, version and component were already stored.
+#[utoipa::path(post, path = "/api/v1/plugins", tag = "plugins", params(UploadQuery),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = Uploaded), (status = 200, body = Uploaded), ApiErrors))]
 pub async fn upload(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<UploadQuery>,
@@ -103,53 +125,74 @@ pub async fn upload(
     }
     let uploaded = state.registry.upload(manifest.into_manifest()?, component, query.activate.unwrap_or(true)).await?;
     let status = if uploaded.created { StatusCode::CREATED } else { StatusCode::OK };
-    let body = json!({
-        "plugin": uploaded.plugin,
-        "version": uploaded.version,
-        "sha256": uploaded.sha256,
-        "created": uploaded.created,
-        "active": uploaded.active,
-    });
-    Ok((status, Json(body)).into_response())
+    let target = AuditTarget(format!("{}/{}", uploaded.plugin, uploaded.version));
+    let body = Uploaded {
+        plugin: uploaded.plugin,
+        version: uploaded.version,
+        sha256: uploaded.sha256,
+        created: uploaded.created,
+        active: uploaded.active,
+    };
+    Ok((status, Extension(target), Json(body)).into_response())
 }
 
-pub async fn enable(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+/// Enables a plugin: it runs again on its hooks and can be invoked.
+#[utoipa::path(post, path = "/api/v1/plugins/{name}/enable", tag = "plugins", params(("name" = String, Path)),
+    responses((status = 204, description = "Enabled"), ApiErrors))]
+pub async fn enable(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<StatusCode, ApiError> {
     state.registry.set_enabled(&name, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn disable(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+/// Disables a plugin: its hooks skip it and invoking it is refused (409).
+#[utoipa::path(post, path = "/api/v1/plugins/{name}/disable", tag = "plugins", params(("name" = String, Path)),
+    responses((status = 204, description = "Disabled"), ApiErrors))]
+pub async fn disable(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<StatusCode, ApiError> {
     state.registry.set_enabled(&name, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Makes a version the active one; the one it replaces becomes the rollback target.
+#[utoipa::path(post, path = "/api/v1/plugins/{name}/versions/{version}/activate", tag = "plugins",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 204, description = "Activated"), ApiErrors))]
 pub async fn activate(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.registry.activate(&name, &version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Makes the previous version active again.
+#[utoipa::path(post, path = "/api/v1/plugins/{name}/rollback", tag = "plugins", params(("name" = String, Path)),
+    responses((status = 200, body = RolledBack), ApiErrors))]
 pub async fn rollback(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<RolledBack>, ApiError> {
     let version = state.registry.rollback(&name).await?;
-    Ok(Json(json!({ "plugin": name, "active_version": version })))
+    Ok(Json(RolledBack { plugin: name, active_version: version }))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+/// Deletes a plugin with its versions, telemetry and run log.
+#[utoipa::path(delete, path = "/api/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted"), ApiErrors))]
+pub async fn delete(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<StatusCode, ApiError> {
     state.registry.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Runs the plugin's active version once. Every outcome of a run is a 200 whose `outcome` says what
 /// happened; an input over the limit is a 413 and an overloaded plugin a 429 with `Retry-After`.
+#[utoipa::path(post, path = "/api/v1/plugins/{name}/invoke", tag = "invoke", params(("name" = String, Path)),
+    request_body = InvokeRequest,
+    responses((status = 200, body = InvocationDto), (status = 413, body = InvocationDto, description = "The input is over the plugin's limit"),
+        (status = 429, body = InvocationDto, description = "Overloaded; see Retry-After"), ApiErrors))]
 pub async fn invoke(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    ApiJson(request): ApiJson<crate::dto::InvokeRequest>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<InvokeRequest>,
 ) -> Result<Response, ApiError> {
     plugwatch_registry::validate_hook_name(&request.hook)?;
     let input = InputDto { input: request.input, input_base64: request.input_base64 }.bytes()?;
@@ -173,9 +216,14 @@ pub async fn invoke(
 /// (`plugwatch-outcome`, `plugwatch-wall-us`, `plugwatch-cpu-us`, `plugwatch-instructions`,
 /// `plugwatch-memory-peak-bytes`). An outcome other than `ok` is a 422 whose JSON error names it (`code`
 /// is the outcome); an input over the limit is a 413, an overload a 429 with `Retry-After`.
+#[utoipa::path(post, path = "/api/v1/plugins/{name}/invoke/{hook}", tag = "invoke",
+    params(("name" = String, Path), ("hook" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The input bytes"),
+    responses((status = 200, description = "The plugin's output", content(
+        (Vec<u8> = "application/octet-stream"), (serde_json::Value = "application/json"))), ApiErrors))]
 pub async fn invoke_raw(
     State(state): State<AppState>,
-    Path((name, hook)): Path<(String, String)>,
+    ApiPath((name, hook)): ApiPath<(String, String)>,
     input: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     plugwatch_registry::validate_hook_name(&hook)?;

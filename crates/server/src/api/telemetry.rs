@@ -3,16 +3,21 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::IntoParams;
 
+use super::ApiErrors;
 use crate::AppState;
-use crate::dto::{InvocationDto, LiveDto, micros, ms, outcomes, rfc3339};
+use crate::dto::{
+    HostDto, HostPointDto, HostSeries, InvocationDto, InvocationList, LiveDto, Overview, OverviewPlugin, SeriesPoint,
+    SeriesResponse, ms, outcomes, rfc3339,
+};
 use crate::error::{ApiError, internal};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
     /// Unix seconds or RFC 3339; default: `to` minus one hour.
@@ -61,60 +66,68 @@ fn range(q: &RangeQuery) -> Result<Range, ApiError> {
     Ok(Range { from, to, step })
 }
 
+/// A plugin's time series: latency quantiles, requests/s, error rate, CPU and memory per step.
+#[utoipa::path(get, path = "/api/v1/plugins/{name}/series", tag = "telemetry", params(("name" = String, Path), RangeQuery),
+    responses((status = 200, body = SeriesResponse), ApiErrors))]
 pub async fn series(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<RangeQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SeriesResponse>, ApiError> {
     let r = range(&q)?;
     let data = state.registry.series(&name, q.version.as_deref(), r.from, r.to, r.step).await?;
     let step = data.step as f64;
     let points: Vec<_> = data
         .points
         .iter()
-        .map(|p| {
-            json!({
-                "t": p.start,
-                "requests": p.requests,
-                "rps": p.requests as f64 / step,
-                "error_rate": if p.requests == 0 { 0.0 } else { p.failures() as f64 / p.requests as f64 },
-                "p50_ms": p.p50.map(ms),
-                "p95_ms": p.p95.map(ms),
-                "p99_ms": p.p99.map(ms),
-                "cpu_cores": p.cpu_sum_us as f64 / 1e6 / step,
-                "instructions": p.instructions,
-                "memory_peak_bytes": p.memory_peak_max,
-                "input_bytes": p.input_bytes,
-                "output_bytes": p.output_bytes,
-                "outcomes": outcomes(&p.counts),
-            })
+        .map(|p| SeriesPoint {
+            t: p.start,
+            requests: p.requests,
+            rps: p.requests as f64 / step,
+            error_rate: if p.requests == 0 { 0.0 } else { p.failures() as f64 / p.requests as f64 },
+            p50_ms: p.p50.map(ms),
+            p95_ms: p.p95.map(ms),
+            p99_ms: p.p99.map(ms),
+            cpu_cores: p.cpu_sum_us as f64 / 1e6 / step,
+            instructions: p.instructions,
+            memory_peak_bytes: p.memory_peak_max,
+            input_bytes: p.input_bytes,
+            output_bytes: p.output_bytes,
+            outcomes: outcomes(&p.counts),
         })
         .collect();
-    Ok(Json(json!({
-        "plugin": name,
-        "version": q.version,
-        "step": data.step,
-        "resolution": data.resolution.as_str(),
-        "points": points,
-    })))
+    Ok(Json(SeriesResponse {
+        plugin: name,
+        version: q.version,
+        step: data.step,
+        resolution: data.resolution.as_str(),
+        points,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// Only failed invocations.
     failures: Option<bool>,
 }
 
 /// The run log, newest first: what is in memory, then what was persisted before it.
+#[utoipa::path(get, path = "/api/v1/plugins/{name}/invocations", tag = "telemetry", params(("name" = String, Path), RunsQuery),
+    responses((status = 200, body = InvocationList), ApiErrors))]
 pub async fn invocations(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<RunsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     state.registry.plugin(&name)?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = match q.limit {
+        None => 50,
+        Some(n @ 1..=500) => n,
+        Some(_) => return Err(ApiError::bad_request("`limit` must be between 1 and 500")),
+    };
     let failures = q.failures.unwrap_or(false);
     let mut runs = state.registry.telemetry().recent(&name, limit as usize, failures);
     if runs.len() < limit as usize {
@@ -128,12 +141,13 @@ pub async fn invocations(
             .map_err(|e| internal(&e))?;
         runs.extend(older);
     }
-    let runs: Vec<InvocationDto> = runs.iter().map(InvocationDto::from_run).collect();
-    Ok(Json(json!({ "plugin": name, "invocations": runs })))
+    let invocations: Vec<InvocationDto> = runs.iter().map(InvocationDto::from_run).collect();
+    Ok(Json(InvocationList { plugin: name, invocations }).into_response())
 }
 
 /// Every plugin's live numbers over the last minute, plus the latest host sample.
-pub async fn overview(State(state): State<AppState>) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/api/v1/overview", tag = "telemetry", responses((status = 200, body = Overview), ApiErrors))]
+pub async fn overview(State(state): State<AppState>) -> Json<Overview> {
     let now = SystemTime::now();
     let live = state.registry.telemetry().overview(now);
     let mut by_plugin: std::collections::HashMap<&str, Vec<&plugwatch_telemetry::LiveStats>> = Default::default();
@@ -149,38 +163,24 @@ pub async fn overview(State(state): State<AppState>) -> Json<serde_json::Value> 
             let stats = by_plugin
                 .get(entry.record.name.as_str())
                 .and_then(|v| v.iter().find(|s| Some(s.version.as_str()) == active));
-            json!({
-                "name": entry.record.name,
-                "status": entry.status(),
-                "version": active,
-                "live": stats.map(|s| LiveDto::new(s)),
-            })
+            OverviewPlugin {
+                name: entry.record.name.clone(),
+                status: entry.status(),
+                version: active.map(str::to_owned),
+                live: stats.map(|s| LiveDto::new(s)),
+            }
         })
         .collect();
     let host = state.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Json(json!({ "at": rfc3339(now), "plugins": plugins, "host": host.as_ref().map(host_json) }))
-}
-
-fn host_json(h: &plugwatch_telemetry::HostSample) -> serde_json::Value {
-    json!({
-        "at": rfc3339(h.at),
-        "cpu_usage": h.cpu_usage,
-        "cpu_cores": h.cpu_cores,
-        "memory_used_bytes": h.memory_used_bytes,
-        "memory_total_bytes": h.memory_total_bytes,
-        "disk_used_bytes": h.disk_used_bytes,
-        "disk_total_bytes": h.disk_total_bytes,
-        "process_rss_bytes": h.process_rss_bytes,
-        "process_cpu_usage": h.process_cpu_usage,
-        "process_cpu_us": micros(Duration::from_secs_f64(h.process_cpu_seconds.max(0.0))),
-    })
+    Json(Overview { at: rfc3339(now), plugins, host: host.as_ref().map(HostDto::new) })
 }
 
 /// Host resources: the latest sample and a series over the range.
+#[utoipa::path(get, path = "/api/v1/host", tag = "telemetry", params(RangeQuery), responses((status = 200, body = HostSeries), ApiErrors))]
 pub async fn host(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<RangeQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<HostSeries>, ApiError> {
     if q.version.is_some() {
         return Err(ApiError::bad_request("`version` does not apply to host series"));
     }
@@ -190,18 +190,16 @@ pub async fn host(
     let latest = state.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let points: Vec<_> = points
         .iter()
-        .map(|p| {
-            json!({
-                "t": p.at,
-                "cpu_usage": p.cpu_usage,
-                "memory_used_bytes": p.memory_used_bytes,
-                "memory_total_bytes": p.memory_total_bytes,
-                "disk_used_bytes": p.disk_used_bytes,
-                "disk_total_bytes": p.disk_total_bytes,
-                "process_rss_bytes": p.process_rss_bytes,
-                "process_cpu_usage": p.process_cpu_usage,
-            })
+        .map(|p| HostPointDto {
+            t: p.at,
+            cpu_usage: p.cpu_usage,
+            memory_used_bytes: p.memory_used_bytes,
+            memory_total_bytes: p.memory_total_bytes,
+            disk_used_bytes: p.disk_used_bytes,
+            disk_total_bytes: p.disk_total_bytes,
+            process_rss_bytes: p.process_rss_bytes,
+            process_cpu_usage: p.process_cpu_usage,
         })
         .collect();
-    Ok(Json(json!({ "latest": latest.as_ref().map(host_json), "step": step.as_secs(), "points": points })))
+    Ok(Json(HostSeries { latest: latest.as_ref().map(HostDto::new), step: step.as_secs(), points }))
 }

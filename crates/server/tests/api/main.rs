@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod hooks;
 mod operations;
 mod plugins;

@@ -56,9 +56,16 @@ pub fn worker() -> Vec<u8> {
     )
 }
 
+/// The first admin's password in every test server.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Sends an admin token with every request.
     pub client: reqwest::Client,
+    /// Sends no credentials.
+    pub anonymous: reqwest::Client,
+    pub access: plugwatch_access::Access,
 
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -78,11 +85,15 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.clone(),
             drain_timeout_secs: 10,
+            admin_password: Some(plugwatch_server::config::Secret(ADMIN_PASSWORD.into())),
             ..ServeConfig::default()
         };
         configure(&mut config);
         let server = Server::bind(config).await.expect("server starts");
         let addr = server.local_addr();
+        let access = server.state().access.clone();
+        let admin_token = token_for(&access, "admin", ADMIN_PASSWORD, plugwatch_access::Role::Admin).await;
+        let client = client_with_token(&admin_token);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -92,7 +103,15 @@ impl TestServer {
                 .await
                 .expect("server runs");
         });
-        TestServer { addr, client: reqwest::Client::new(), stop: Some(stop), task: Some(task), _dir: None }
+        TestServer {
+            addr,
+            client,
+            anonymous: reqwest::Client::new(),
+            access,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -152,4 +171,34 @@ pub fn manifest(name: &str, version: &str, hooks: &[(&str, i32)]) -> Value {
         "version": version,
         "hooks": hooks.iter().map(|(h, p)| json!({ "hook": h, "priority": p })).collect::<Vec<_>>(),
     })
+}
+
+/// Signs in as `username` and mints a token with `role` for it.
+pub async fn token_for(
+    access: &plugwatch_access::Access,
+    username: &str,
+    password: &str,
+    role: plugwatch_access::Role,
+) -> String {
+    let (principal, _) = access.login(username, password, "127.0.0.1").await.expect("sign-in");
+    let spec = plugwatch_access::NewToken { name: format!("{username}-tests"), role, expires_in: None, service: false };
+    access.create_token(&principal, spec).await.expect("token").1
+}
+
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+impl TestServer {
+    /// A user with this role and a client carrying a token of it.
+    pub async fn client_for(&self, role: plugwatch_access::Role) -> reqwest::Client {
+        let username = format!("{}-user", role.as_str());
+        let password = "a long enough password";
+        if self.access.users().await.unwrap().iter().all(|u| u.username != username) {
+            self.access.create_user(&username, role, password).await.unwrap();
+        }
+        client_with_token(&token_for(&self.access, &username, password, role).await)
+    }
 }
