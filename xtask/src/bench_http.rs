@@ -25,6 +25,8 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         "--release",
         "-p",
         "plugwatch",
+        "--bin",
+        "plugwatch",
         "-p",
         "plugwatch-server",
         "--example",
@@ -70,8 +72,8 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let wat = std::fs::read_to_string(echo)?
         .replace("{extra}", "")
         .replace("{body}", "(call $ok (local.get $input) (local.get $input_len))");
-    let component = work.join("echo.wat");
-    std::fs::write(&component, wat)?;
+    let component = work.join("echo.wasm");
+    std::fs::write(&component, wat::parse_str(&wat).context("assembling the echo component")?)?;
     upload(&component, "echo", &token)?;
     let invoke_rps = wrk(&script, &format!("http://{SERVE}/api/v1/plugins/echo/invoke"))?;
     let loaded_rss = rss_kib(serve.0.id())?;
@@ -113,21 +115,13 @@ fn which(tool: &str) -> anyhow::Result<()> {
 }
 
 fn upload(component: &Path, name: &str, token: &str) -> anyhow::Result<()> {
-    // The component is WAT text: the server wants binary, so assemble it with the guest toolchain's
-    // wasm-tools if present, else let the upload fail loudly.
-    let wasm = component.with_extension("wasm");
-    if !wasm.exists() {
-        let tools = component.parent().and_then(Path::parent).map(|t| t.join("tools/venv/bin/wasm-tools"));
-        let tool = tools.filter(|t| t.exists()).context("wasm-tools not found; run `cargo xtask tools` first")?;
-        crate::run(Command::new(tool).arg("parse").arg(component).arg("-o").arg(&wasm))?;
-    }
     let out = Command::new("curl")
         .args(["-s", "-w", "%{http_code}", "-o", "/dev/null", "-H", &format!("authorization: Bearer {token}")])
         .args([
             "-F",
             &format!(r#"manifest={{"name":"{name}","version":"1.0.0","hooks":[{{"hook":"order.created"}}]}}"#),
         ])
-        .args(["-F", &format!("component=@{}", wasm.display())])
+        .args(["-F", &format!("component=@{}", component.display())])
         .arg(format!("http://{SERVE}/api/v1/plugins"))
         .output()?;
     let code = String::from_utf8_lossy(&out.stdout);

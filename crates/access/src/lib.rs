@@ -15,6 +15,7 @@ mod login;
 mod model;
 mod role;
 mod secret;
+mod token_cache;
 mod tokens;
 mod users;
 
@@ -100,6 +101,8 @@ pub struct Access {
     clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
     /// Makes a sign-in's lockout check and the recording of its attempt one step (see `login`).
     login_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Tokens that authenticated recently (see `token_cache`).
+    token_cache: Arc<token_cache::TokenCache>,
 }
 
 impl fmt::Debug for Access {
@@ -119,7 +122,13 @@ impl Access {
         config: AccessConfig,
         clock: impl Fn() -> SystemTime + Send + Sync + 'static,
     ) -> Self {
-        Access { store, config: Arc::new(config), clock: Arc::new(clock), login_gate: Default::default() }
+        Access {
+            store,
+            config: Arc::new(config),
+            clock: Arc::new(clock),
+            login_gate: Default::default(),
+            token_cache: Default::default(),
+        }
     }
 
     pub fn config(&self) -> &AccessConfig {

@@ -33,7 +33,13 @@ pub fn generate_password() -> String {
 
 /// The sha256 of a high-entropy secret, in lowercase hex: what the store keeps instead of the secret.
 pub(crate) fn sha256_hex(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    // On every request that carries a token: one allocation, no per-byte formatting.
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(secret.as_bytes()) {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// The argon2id PHC string of `password`, with a fresh salt and the default parameters.

@@ -5,11 +5,10 @@
 //! owner's current role: demoting the owner narrows the token, and a token whose role and its owner's share
 //! nothing stops working.
 
-use std::time::Duration;
-
 use plugwatch_store::{NewTokenRecord, TokenRecord};
 
 use crate::secret::{random_secret, sha256_hex};
+use crate::token_cache::FRESH_FOR;
 use crate::{
     Access, AccessError, ActorKind, NewToken, Permission, Principal, Result, Role, TokenInfo, clip, parse_stored,
 };
@@ -20,8 +19,6 @@ const SECRET_PREFIX: &str = "pwt_";
 const DISPLAY_PREFIX_LEN: usize = 8;
 /// The longest token name, in characters.
 const MAX_NAME_LEN: usize = 64;
-/// A token's last-used time is written at most this often.
-const TOUCH_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Access {
     /// Creates a token and returns it with its secret (`pwt_` and 43 base64url characters), which is shown
@@ -92,8 +89,12 @@ impl Access {
         if !secret.starts_with(SECRET_PREFIX) || secret.len() > 128 {
             return Ok(None);
         }
-        let Some(t) = self.store.token_by_secret_hash(&sha256_hex(secret)).await? else { return Ok(None) };
+        let hash = sha256_hex(secret);
         let now = self.now();
+        if let Some(principal) = self.token_cache.get(&hash, now) {
+            return Ok(Some(principal));
+        }
+        let Some(t) = self.store.token_by_secret_hash(&hash).await? else { return Ok(None) };
         if t.revoked_at.is_some() || t.expires_at.is_some_and(|at| at <= now) {
             return Ok(None);
         }
@@ -110,10 +111,14 @@ impl Access {
             // The owner is disabled or gone.
             (Some(_), _) => return Ok(None),
         };
-        if t.last_used_at.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= TOUCH_INTERVAL) {
+        // A remembered token is looked up again after `FRESH_FOR`, which is when its use is recorded.
+        if t.last_used_at.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= FRESH_FOR) {
             self.store.touch_token(t.id, now).await?;
         }
-        Ok(Some(Principal { kind: ActorKind::Token, name: t.name, role, user_id: t.owner_id, token_id: Some(t.id) }))
+        let principal =
+            Principal { kind: ActorKind::Token, name: t.name, role, user_id: t.owner_id, token_id: Some(t.id) };
+        self.token_cache.put(hash, principal.clone(), t.expires_at, now);
+        Ok(Some(principal))
     }
 
     /// Tokens, by id, revoked ones included: every token for `None` (the caller checks that it is an admin);
@@ -138,6 +143,7 @@ impl Access {
             return Err(AccessError::Forbidden(format!("token {id} is not yours to revoke")));
         }
         let t = self.store.revoke_token(id, self.now()).await?.ok_or(AccessError::UnknownToken(id))?;
+        self.token_cache.clear();
         token_info(t)
     }
 }

@@ -86,7 +86,9 @@ impl Access {
     /// Changes a user's role. The last enabled admin cannot be demoted. Its sessions go on with the new
     /// role, and its tokens are limited by it.
     pub async fn set_role(&self, username: &str, role: Role) -> Result<User> {
-        guarded(username, self.store.set_user_role(username, role.as_str(), self.now()).await?).and_then(user)
+        let changed = self.store.set_user_role(username, role.as_str(), self.now()).await?;
+        self.token_cache.clear();
+        guarded(username, changed).and_then(user)
     }
 
     /// Replaces a user's password (following the policy) and ends the user's sessions.
@@ -103,13 +105,17 @@ impl Access {
     /// Disables or re-enables a user. The last enabled admin cannot be disabled. Disabling ends the user's
     /// sessions; its tokens stop working while it is disabled.
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User> {
-        guarded(username, self.store.set_user_disabled(username, disabled, self.now()).await?).and_then(user)
+        let changed = self.store.set_user_disabled(username, disabled, self.now()).await?;
+        self.token_cache.clear();
+        guarded(username, changed).and_then(user)
     }
 
     /// Deletes a user, never the last enabled admin: ends its sessions and revokes its tokens (which stay
     /// listed, under its name).
     pub async fn delete_user(&self, username: &str) -> Result<()> {
-        guarded(username, self.store.delete_user(username, self.now()).await?)
+        let deleted = self.store.delete_user(username, self.now()).await?;
+        self.token_cache.clear();
+        guarded(username, deleted)
     }
 
     fn check_password(&self, password: &str) -> Result<()> {

@@ -356,6 +356,34 @@ async fn tokens_expire_and_can_be_revoked() {
 }
 
 #[tokio::test]
+async fn a_remembered_token_still_expires_on_time_and_other_processes_changes_apply_within_seconds() {
+    let f = fixture().await.with_users().await;
+    let alice = f.sign_in("alice", ALICE_PASSWORD).await;
+    let spec = NewToken { expires_in: Some(Duration::from_secs(3600)), ..token("host app", Role::Invoker) };
+    let (_, secret) = f.access.create_token(&alice, spec).await.unwrap();
+    f.clock.advance(Duration::from_secs(3598));
+    assert!(f.access.authenticate_token(&secret).await.unwrap().is_some());
+    f.clock.advance(Duration::from_secs(2));
+    assert_eq!(f.access.authenticate_token(&secret).await.unwrap(), None, "expired while remembered");
+
+    // A second process on the same database (the `plugwatch user` command) disables the owner.
+    let (_, secret) = f.access.create_token(&alice, token("host app 2", Role::Invoker)).await.unwrap();
+    assert!(f.access.authenticate_token(&secret).await.unwrap().is_some());
+    let clock = f.clock.clone();
+    let other = plugwatch_access::Access::with_clock(f.store.clone(), AccessConfig::default(), move || clock.now());
+    other.set_disabled("alice", true).await.unwrap();
+    assert!(f.access.authenticate_token(&secret).await.unwrap().is_some(), "remembered for a few seconds");
+    f.clock.advance(Duration::from_secs(5));
+    assert_eq!(f.access.authenticate_token(&secret).await.unwrap(), None, "looked up again after 5 s");
+
+    // Through this process, the change applies to the next request.
+    f.access.set_disabled("alice", false).await.unwrap();
+    assert!(f.access.authenticate_token(&secret).await.unwrap().is_some());
+    f.access.set_role("alice", Role::Viewer).await.unwrap();
+    assert_eq!(f.access.authenticate_token(&secret).await.unwrap(), None, "viewer and invoker share nothing");
+}
+
+#[tokio::test]
 async fn a_token_role_is_capped_by_its_creator_and_service_tokens_are_for_admins() {
     let f = fixture().await.with_users().await;
     let admin = f.sign_in("admin", ADMIN_PASSWORD).await;

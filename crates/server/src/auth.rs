@@ -180,7 +180,6 @@ pub async fn authorize(
     if rule.requirement == Public {
         return next.run(request).await;
     }
-    let source = peer.ip().to_string();
     let credentials = match authenticate(&state, request.headers()).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -190,13 +189,14 @@ pub async fn authorize(
         Credentials::Token(p) => (p, None),
         Credentials::Session { principal, csrf } => (principal, Some(csrf)),
     };
-    let target = params.iter().map(|(_, v)| v.to_owned()).collect::<Vec<_>>().join("/");
+    // What an audit entry needs is only worked out for routes that are audited (not invocations).
+    let target = || params.iter().map(|(_, v)| v.to_owned()).collect::<Vec<_>>().join("/");
     let audit = |result: AuditResult, detail: Option<String>, target: String| {
         let entry = rule.audit.map(|action| AuditEntry {
             actor: Some(principal.clone()),
             action: action.to_owned(),
             target,
-            source: Some(source.clone()),
+            source: Some(peer.ip().to_string()),
             result,
             detail,
         });
@@ -215,7 +215,7 @@ pub async fn authorize(
         audit(
             AuditResult::Denied,
             Some(format!("role {} lacks {}", principal.role.as_str(), requirement_name(rule.requirement))),
-            target,
+            target(),
         )
         .await;
         return forbidden(format!(
@@ -233,7 +233,7 @@ pub async fn authorize(
     {
         let sent = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         if !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), csrf.as_bytes())) {
-            audit(AuditResult::Denied, Some("missing or wrong CSRF token".into()), target).await;
+            audit(AuditResult::Denied, Some("missing or wrong CSRF token".into()), target()).await;
             return ApiError::new(
                 StatusCode::FORBIDDEN,
                 "csrf",
@@ -244,6 +244,9 @@ pub async fn authorize(
     }
     request.extensions_mut().insert(principal.clone());
     let response = next.run(request).await;
+    if rule.audit.is_none() {
+        return response;
+    }
     let status = response.status();
     let result = if status.is_success() {
         AuditResult::Ok
@@ -252,7 +255,7 @@ pub async fn authorize(
     } else {
         AuditResult::Failed
     };
-    let target = response.extensions().get::<AuditTarget>().map_or(target, |t| t.0.clone());
+    let target = response.extensions().get::<AuditTarget>().map_or_else(target, |t| t.0.clone());
     let detail = (!status.is_success()).then(|| format!("HTTP {}", status.as_u16()));
     audit(result, detail, target).await;
     response
