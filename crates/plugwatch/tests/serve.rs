@@ -178,12 +178,13 @@ fn sigterm_drains_flushes_and_exits_cleanly() {
     upload_echo(&server);
     for i in 0..3 {
         let body = format!(r#"{{"hook":"h","input":{i}}}"#).into_bytes();
-        http(
+        let (status, text) = http(
             &server.token,
             "POST",
             &format!("{}/api/v1/plugins/echo/invoke", server.addr),
             Some(("application/json", body)),
         );
+        assert_eq!(status, 200, "{text}");
     }
     // The default flush interval (10 s) has not passed: only the shutdown flush can save these.
     let started = Instant::now();

@@ -103,3 +103,9 @@ impl Store {
 pub(crate) fn unix(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
+
+/// Seconds since the Unix epoch, rounded up: the exclusive bound for "rows that start before `t`" (a row
+/// starting at 12:00:00 is before 12:00:00.5).
+pub(crate) fn unix_ceil(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0))
+}

@@ -7,7 +7,7 @@ use plugwatch_telemetry::{Flush, HostSample, LatencySketch, Resolution, Rollup, 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::{Result, Store, StoreError, unix};
+use crate::{Result, Store, StoreError, unix, unix_ceil};
 
 /// A rollup read back. Ten-second rows keep quantiles instead of a sketch (see the schema), so
 /// `rollup.latency` is empty for them and `quantiles` holds p50, p95, p99 and max, in seconds.
@@ -93,7 +93,7 @@ impl Store {
         .bind(plugin)
         .bind(version)
         .bind(unix(from))
-        .bind(unix(to))
+        .bind(unix_ceil(to))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| read_rollup(row, resolution)).collect()
@@ -173,7 +173,7 @@ impl Store {
              FROM host_samples WHERE at >= $1 AND at < $2 GROUP BY bucket ORDER BY bucket",
         )
         .bind(unix(from))
-        .bind(unix(to))
+        .bind(unix_ceil(to))
         .bind(step)
         .fetch_all(&self.pool)
         .await?;

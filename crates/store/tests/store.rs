@@ -116,6 +116,11 @@ async fn telemetry_round_trips_through_the_store_and_seeds_a_restart() {
     assert_eq!((minute.total(), minute.failures()), (30, 3));
     assert_eq!(minute.latency.count(), 30, "minute rows keep the sketch");
     assert!((minute.quantile(0.99).unwrap() - 0.000_79).abs() / 0.000_79 < 0.02);
+    // A row that starts within the second `to` falls in belongs to the range (`to` is not truncated).
+    let within_first_second = at(7200) + Duration::from_millis(400);
+    let current = store.rollups("promo", None, Resolution::Minute, at(7100), within_first_second).await.unwrap();
+    assert_eq!(current.len(), 1, "the minute that began 0.4 s before `to`");
+    assert!(store.rollups("promo", None, Resolution::Minute, at(7100), at(7200)).await.unwrap().is_empty());
 
     let runs = store.runs("promo", 100, false, None).await.unwrap();
     assert!(!runs.is_empty());
