@@ -282,9 +282,13 @@ pub fn clear_cookie_header(secure: bool) -> HeaderValue {
         .expect("a valid header")
 }
 
-/// Lets any authenticated caller through (the API docs page); 401 otherwise.
+/// Lets any authenticated caller through (the API docs page); sends a browser to the sign-in page, and
+/// answers 401 otherwise.
 pub async fn require_authenticated(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match authenticate(&state, request.headers()).await {
+        Ok(Credentials::None) if crate::pages::wants_html(request.headers()) => {
+            crate::pages::to_login(request.uri().path_and_query().map_or("/", |p| p.as_str()))
+        }
         Ok(Credentials::None) => unauthorized("sign in to read the API documentation").into_response(),
         Err(e) => e.into_response(),
         Ok(_) => next.run(request).await,

@@ -11,6 +11,7 @@ mod dto;
 mod error;
 mod extract;
 mod ops;
+mod pages;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -80,6 +81,7 @@ pub fn app(state: AppState) -> Router {
     router
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .merge(swagger_behind_login(state.clone(), swagger))
+        .merge(pages::router())
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
         .layer(TraceLayer::new_for_http())
@@ -204,15 +206,23 @@ fn operations(
     .collect()
 }
 
-/// Unknown paths: 401 to anonymous callers (nothing is reachable without credentials), 404 otherwise.
+/// Unknown paths: 401 to anonymous callers (nothing is reachable without credentials; a browser is sent to
+/// the sign-in page), 404 otherwise.
 async fn fallback(
     axum::extract::State(state): axum::extract::State<AppState>,
+    uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
-) -> error::ApiError {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     match auth::authenticate(&state, &headers).await {
-        Ok(auth::Credentials::None) => auth::unauthorized("sign in or send `Authorization: Bearer <token>`"),
-        Err(e) => e,
-        Ok(_) => error::ApiError::not_found("no such route"),
+        Ok(auth::Credentials::None) if pages::wants_html(&headers) => {
+            pages::to_login(uri.path_and_query().map_or("/", |p| p.as_str()))
+        }
+        Ok(auth::Credentials::None) => {
+            auth::unauthorized("sign in or send `Authorization: Bearer <token>`").into_response()
+        }
+        Err(e) => e.into_response(),
+        Ok(_) => error::ApiError::not_found("no such route").into_response(),
     }
 }
 

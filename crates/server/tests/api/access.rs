@@ -392,3 +392,46 @@ async fn only_health_probes_answer_without_credentials() {
     assert_eq!(bad.status(), 401);
     assert_eq!(bad.headers()["www-authenticate"], "Bearer");
 }
+
+#[tokio::test]
+async fn a_browser_without_a_session_is_sent_to_a_sign_in_page_that_holds_no_data() {
+    let server = TestServer::start().await;
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers([(reqwest::header::ACCEPT, "text/html,*/*;q=0.8".parse().unwrap())].into_iter().collect())
+        .build()
+        .unwrap();
+    for (path, next) in
+        [("/api/v1/docs/", "/api/v1/docs/"), ("/", "/"), ("/somewhere?a=1&b=2", "/somewhere%3Fa%3D1%26b%3D2")]
+    {
+        let response = browser.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(response.headers()["location"], format!("/login?next={next}").as_str(), "{path}");
+    }
+    // An API client (no HTML wanted) still gets the JSON 401.
+    assert_eq!(server.anonymous.get(server.url("/api/v1/docs/")).send().await.unwrap().status(), 401);
+
+    let page = browser.get(server.url("/login")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<form id="sign-in""#) && html.contains(r#"type="password""#), "{html}");
+    let inline_scripts = html.matches("<script").count() - html.matches("<script src=").count();
+    assert_eq!(inline_scripts, 0, "no inline script: the policy would refuse it");
+    for asset in ["/login.js", "/login.css"] {
+        let response = browser.get(server.url(asset)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{asset}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+    let script = browser.get(server.url("/login.js")).send().await.unwrap().text().await.unwrap();
+    assert!(script.contains("/api/v1/auth/login") && script.contains("application/json"), "signs in with JSON");
+
+    // Signed in, the same browser reads the docs.
+    let (status, _, _) = login(&server, &browser, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, 200);
+    assert_eq!(browser.get(server.url("/api/v1/docs/")).send().await.unwrap().status(), 200);
+}
