@@ -127,6 +127,14 @@ fn upload_echo(server: &Running) {
     assert!(text.ends_with("201"), "{text}");
 }
 
+/// Invokes the echo plugin once with `i` as input; it must answer 200.
+fn invoke_echo(server: &Running, i: u32) {
+    let body = format!(r#"{{"hook":"h","input":{i}}}"#).into_bytes();
+    let url = format!("{}/api/v1/plugins/echo/invoke", server.addr);
+    let (status, text) = http(&server.token, "POST", &url, Some(("application/json", body)));
+    assert_eq!(status, 200, "{text}");
+}
+
 fn series_requests(server: &Running) -> u64 {
     let (status, body) =
         http(&server.token, "GET", &format!("{}/api/v1/plugins/echo/series?step=60", server.addr), None);
@@ -143,14 +151,7 @@ fn after_kill_9_at_most_one_flush_interval_of_telemetry_is_lost() {
     let mut server = serve(&["--data-dir", data], &env);
     upload_echo(&server);
     for i in 0..20 {
-        let body = format!(r#"{{"hook":"h","input":{i}}}"#).into_bytes();
-        let (status, text) = http(
-            &server.token,
-            "POST",
-            &format!("{}/api/v1/plugins/echo/invoke", server.addr),
-            Some(("application/json", body)),
-        );
-        assert_eq!(status, 200, "{text}");
+        invoke_echo(&server, i);
     }
     // Two flush intervals pass, then the process dies without any chance to flush.
     std::thread::sleep(Duration::from_millis(2500));
@@ -159,13 +160,7 @@ fn after_kill_9_at_most_one_flush_interval_of_telemetry_is_lost() {
 
     let mut restarted = serve(&["--data-dir", data], &env);
     assert_eq!(series_requests(&restarted), 20, "everything flushed before the kill survived");
-    let (status, body) = http(
-        &restarted.token,
-        "POST",
-        &format!("{}/api/v1/plugins/echo/invoke", restarted.addr),
-        Some(("application/json", br#"{"hook":"h","input":1}"#.to_vec())),
-    );
-    assert_eq!(status, 200, "the plugin is back: {body}");
+    invoke_echo(&restarted, 1);
     restarted.child.kill().unwrap();
     restarted.child.wait().unwrap();
 }
@@ -177,14 +172,7 @@ fn sigterm_drains_flushes_and_exits_cleanly() {
     let mut server = serve(&["--data-dir", data], &[]);
     upload_echo(&server);
     for i in 0..3 {
-        let body = format!(r#"{{"hook":"h","input":{i}}}"#).into_bytes();
-        let (status, text) = http(
-            &server.token,
-            "POST",
-            &format!("{}/api/v1/plugins/echo/invoke", server.addr),
-            Some(("application/json", body)),
-        );
-        assert_eq!(status, 200, "{text}");
+        invoke_echo(&server, i);
     }
     // The default flush interval (10 s) has not passed: only the shutdown flush can save these.
     let started = Instant::now();
