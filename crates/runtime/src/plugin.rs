@@ -64,28 +64,21 @@ impl Plugin {
     ) -> Result<Plugin, LoadError> {
         let config: PluginConfig = Arc::new(options.config);
         let limits = options.limits;
-        // One trial instantiation: proves the component starts within its limits and measures its cold start.
-        let cold_start = {
-            let _active = shared.ticker.active();
-            let started = Instant::now();
-            let mut store =
-                new_store(&shared, &config, &limits, started, started + PREWARM_DEADLINE.max(limits.timeout));
-            pre.instantiate_async(&mut store).await.map_err(|e| {
-                if store.data().meter.hit {
-                    LoadError::Instantiation(format!(
-                        "its initial memory is over the cap of {} bytes",
-                        limits.memory_bytes
-                    ))
-                } else {
-                    LoadError::Instantiation(format!("{e:#}"))
-                }
-            })?;
-            started.elapsed()
-        };
+        // A trial instantiation proves the component starts within its limits and measures its cold start. A
+        // second one measures what instantiating costs from then on (the first also pays one-off costs such
+        // as faulting in the code): only a plugin slow to instantiate even then is worth pre-instantiating,
+        // which costs a hand-off to another thread per invocation.
+        let cold_start = trial_instantiation(&shared, &config, &limits, &pre).await?;
         let target = match options.prewarm {
             Prewarm::Off => 0,
             Prewarm::Instances(n) => n,
-            Prewarm::Auto if cold_start > shared.config.prewarm_threshold => shared.config.prewarm_instances,
+            Prewarm::Auto
+                if cold_start > shared.config.prewarm_threshold
+                    && trial_instantiation(&shared, &config, &limits, &pre).await?
+                        > shared.config.prewarm_threshold =>
+            {
+                shared.config.prewarm_instances
+            }
             Prewarm::Auto => 0,
         };
         let plugin = Plugin {
@@ -354,6 +347,26 @@ impl WarmPool {
         }
         self.lock().pop()
     }
+}
+
+/// Instantiates the plugin once, as at load, and says how long that took.
+async fn trial_instantiation(
+    shared: &Shared,
+    config: &PluginConfig,
+    limits: &Limits,
+    pre: &PluginPre<State>,
+) -> Result<Duration, LoadError> {
+    let _active = shared.ticker.active();
+    let started = Instant::now();
+    let mut store = new_store(shared, config, limits, started, started + PREWARM_DEADLINE.max(limits.timeout));
+    pre.instantiate_async(&mut store).await.map_err(|e| {
+        if store.data().meter.hit {
+            LoadError::Instantiation(format!("its initial memory is over the cap of {} bytes", limits.memory_bytes))
+        } else {
+            LoadError::Instantiation(format!("{e:#}"))
+        }
+    })?;
+    Ok(started.elapsed())
 }
 
 /// A fresh store with the plugin's limits: memory cap, log budget, fuel, and the deadline check that runs

@@ -93,6 +93,17 @@ async fn slow_to_instantiate_plugins_are_prewarmed_and_served_from_the_pool() {
 }
 
 #[tokio::test]
+async fn quick_to_instantiate_plugins_get_a_fresh_instance_on_the_calling_thread() {
+    let runtime = runtime();
+    let plugin = runtime.load(echo(), LoadOptions::default()).await.unwrap();
+    assert_eq!(plugin.prewarm_target(), 0, "cold start {:?}", plugin.cold_start());
+    let record = plugin.invoke("order.created", b"{}").await;
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    assert!(record.instantiate > std::time::Duration::ZERO, "instantiated for this invocation");
+    assert_eq!(plugin.prewarmed(), 0);
+}
+
+#[tokio::test]
 async fn a_python_guest_can_reach_no_file_environment_or_socket() {
     let runtime = runtime();
     let plugin = load_with(&runtime, built_plugin("escape-py"), Limits::default()).await;
