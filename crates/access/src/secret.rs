@@ -31,15 +31,14 @@ pub fn generate_password() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<18>())
 }
 
+/// The sha256 of a high-entropy secret.
+pub(crate) fn sha256(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
 /// The sha256 of a high-entropy secret, in lowercase hex: what the store keeps instead of the secret.
 pub(crate) fn sha256_hex(secret: &str) -> String {
-    use std::fmt::Write;
-    // On every request that carries a token: one allocation, no per-byte formatting.
-    let mut hex = String::with_capacity(64);
-    for b in Sha256::digest(secret.as_bytes()) {
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
+    hex::encode(sha256(secret))
 }
 
 /// The argon2id PHC string of `password`, with a fresh salt and the default parameters.

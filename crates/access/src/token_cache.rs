@@ -27,19 +27,20 @@ struct Entry {
 
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    /// By the sha256 (hex) of the secret.
-    entries: RwLock<HashMap<String, Entry>>,
+    /// By the sha256 of the secret.
+    entries: RwLock<HashMap<[u8; 32], Entry>>,
 }
 
 impl TokenCache {
-    /// The principal remembered for `hash`, if still fresh and the token not expired at `now`.
-    pub(crate) fn get(&self, hash: &str, now: SystemTime) -> Option<Principal> {
+    /// The principal remembered for the secret whose sha256 is `hash`, if still fresh and the token not
+    /// expired at `now`.
+    pub(crate) fn get(&self, hash: &[u8; 32], now: SystemTime) -> Option<Principal> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let entry = entries.get(hash)?;
         (now < entry.fresh_until && entry.expires_at.is_none_or(|at| now < at)).then(|| entry.principal.clone())
     }
 
-    pub(crate) fn put(&self, hash: String, principal: Principal, expires_at: Option<SystemTime>, now: SystemTime) {
+    pub(crate) fn put(&self, hash: [u8; 32], principal: Principal, expires_at: Option<SystemTime>, now: SystemTime) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CAPACITY {
             entries.clear();

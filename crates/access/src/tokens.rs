@@ -7,7 +7,7 @@
 
 use plugwatch_store::{NewTokenRecord, TokenRecord};
 
-use crate::secret::{random_secret, sha256_hex};
+use crate::secret::{random_secret, sha256, sha256_hex};
 use crate::token_cache::FRESH_FOR;
 use crate::{
     Access, AccessError, ActorKind, NewToken, Permission, Principal, Result, Role, TokenInfo, clip, parse_stored,
@@ -89,12 +89,12 @@ impl Access {
         if !secret.starts_with(SECRET_PREFIX) || secret.len() > 128 {
             return Ok(None);
         }
-        let hash = sha256_hex(secret);
+        let digest = sha256(secret);
         let now = self.now();
-        if let Some(principal) = self.token_cache.get(&hash, now) {
+        if let Some(principal) = self.token_cache.get(&digest, now) {
             return Ok(Some(principal));
         }
-        let Some(t) = self.store.token_by_secret_hash(&hash).await? else { return Ok(None) };
+        let Some(t) = self.store.token_by_secret_hash(&hex::encode(digest)).await? else { return Ok(None) };
         if t.revoked_at.is_some() || t.expires_at.is_some_and(|at| at <= now) {
             return Ok(None);
         }
@@ -117,7 +117,7 @@ impl Access {
         }
         let principal =
             Principal { kind: ActorKind::Token, name: t.name, role, user_id: t.owner_id, token_id: Some(t.id) };
-        self.token_cache.put(hash, principal.clone(), t.expires_at, now);
+        self.token_cache.put(digest, principal.clone(), t.expires_at, now);
         Ok(Some(principal))
     }
 

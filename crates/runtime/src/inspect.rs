@@ -72,7 +72,7 @@ pub fn inspect(bytes: &[u8], max_size: usize, expected_sha256: Option<&str>) -> 
     if !Parser::is_component(bytes) {
         return Err(LoadError::Invalid("unknown WebAssembly binary version or layer".into()));
     }
-    let sha256 = hex(&Sha256::digest(bytes));
+    let sha256 = hex::encode(Sha256::digest(bytes));
     if let Some(expected) = expected_sha256
         && !expected.eq_ignore_ascii_case(&sha256)
     {
@@ -121,15 +121,6 @@ pub fn import_allowed(name: &str) -> bool {
         return version.starts_with("0.1.");
     }
     ALLOWED_WASI.contains(&path) && version.starts_with("0.2.")
-}
-
-/// Lowercase hex encoding of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

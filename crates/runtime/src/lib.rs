@@ -30,7 +30,7 @@ mod ticker;
 pub use cpu::thread_cpu_time;
 pub use engine::{LoadOptions, Prewarm, Runtime, RuntimeConfig};
 pub use error::{LoadError, RuntimeError};
-pub use inspect::{ALLOWED_WASI, HANDLE_EXPORT, HOST_INTERFACE, Inspection, hex, import_allowed, inspect};
+pub use inspect::{ALLOWED_WASI, HANDLE_EXPORT, HOST_INTERFACE, Inspection, import_allowed, inspect};
 pub use limits::*;
 pub use plugin::Plugin;
 pub use record::{Invocation, Level, LogLine, LogSource, Outcome, UnknownOutcome};

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use plugwatch_runtime::hex;
 use sha2::{Digest, Sha256};
 
 use crate::{Result, StoreError};
@@ -29,7 +28,7 @@ impl Artifacts {
 
     /// Stores `bytes` under their sha256 (a no-op when already present) and returns the hash.
     pub fn put(&self, bytes: &[u8]) -> Result<String> {
-        let sha256 = hex(&Sha256::digest(bytes));
+        let sha256 = hex::encode(Sha256::digest(bytes));
         let path = self.path(&sha256)?;
         if !path.exists() {
             std::fs::create_dir_all(path.parent().expect("artifact paths have a parent"))?;
@@ -43,7 +42,7 @@ impl Artifacts {
     /// Reads the artifact with this hash, refusing it if its content no longer matches.
     pub fn get(&self, sha256: &str) -> Result<Vec<u8>> {
         let bytes = std::fs::read(self.path(sha256)?).map_err(|_| StoreError::BadArtifact(sha256.to_owned()))?;
-        if hex(&Sha256::digest(&bytes)) != sha256 {
+        if hex::encode(Sha256::digest(&bytes)) != sha256 {
             return Err(StoreError::BadArtifact(sha256.to_owned()));
         }
         Ok(bytes)
