@@ -171,16 +171,16 @@ pub struct HookRequest {
 
 /// Output bytes as JSON: the plugin's exact JSON text when the bytes are JSON, else base64.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OutputDto {
+pub struct OutputDto<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<serde_json::Value>)]
-    pub output: Option<Box<RawValue>>,
+    pub output: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_base64: Option<String>,
 }
 
-impl OutputDto {
-    pub fn new(bytes: Option<&[u8]>) -> Self {
+impl<'a> OutputDto<'a> {
+    pub fn new(bytes: Option<&'a [u8]>) -> Self {
         match bytes {
             None => OutputDto { output: None, output_base64: None },
             Some(b) => match serde_json::from_slice(b) {
@@ -227,7 +227,7 @@ pub struct InvocationDto<'a> {
     pub trap_kind: Option<&'a str>,
     pub detail: Option<&'a str>,
     #[serde(flatten)]
-    pub output: OutputDto,
+    pub output: OutputDto<'a>,
     pub started_at: String,
     pub wall_us: u64,
     pub queued_us: u64,
@@ -292,7 +292,7 @@ impl<'a> InvocationDto<'a> {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HookRunDto {
+pub struct HookRunDto<'a> {
     pub plugin: String,
     pub version: String,
     pub outcome: &'static str,
@@ -301,11 +301,11 @@ pub struct HookRunDto {
     pub wall_us: u64,
     pub skipped: bool,
     #[serde(flatten)]
-    pub output: OutputDto,
+    pub output: OutputDto<'a>,
 }
 
-impl From<&HookRun> for HookRunDto {
-    fn from(r: &HookRun) -> Self {
+impl<'a> From<&'a HookRun> for HookRunDto<'a> {
+    fn from(r: &'a HookRun) -> Self {
         HookRunDto {
             plugin: r.plugin.clone(),
             version: r.version.clone(),
@@ -320,20 +320,20 @@ impl From<&HookRun> for HookRunDto {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HookResponse {
+pub struct HookResponse<'a> {
     pub hook: String,
     pub mode: &'static str,
     #[serde(flatten)]
-    pub output: OutputDto,
-    pub plugins: Vec<HookRunDto>,
+    pub output: OutputDto<'a>,
+    pub plugins: Vec<HookRunDto<'a>>,
     /// The `fail_closed` plugin whose failure stopped the hook.
     pub failed: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-impl From<&HookOutcome> for HookResponse {
-    fn from(o: &HookOutcome) -> Self {
+impl<'a> From<&'a HookOutcome> for HookResponse<'a> {
+    fn from(o: &'a HookOutcome) -> Self {
         let error = o.failed.as_ref().map(|name| {
             let run = o.runs.iter().find(|r| &r.plugin == name);
             let why = run.map_or(String::new(), |r| {

@@ -30,16 +30,28 @@ use tower_http::trace::TraceLayer;
 
 pub use config::ServeConfig;
 
-/// What every handler can reach.
+/// What every handler can reach. Handlers and the access layer each take a copy per request, so it is
+/// one shared allocation: a clone is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub registry: Registry,
     pub access: Access,
     /// The OpenAPI document, as served.
-    pub openapi: Arc<String>,
+    pub openapi: String,
     /// The latest host sample.
-    pub host: Arc<Mutex<Option<HostSample>>>,
-    pub config: Arc<ServeConfig>,
+    pub host: Mutex<Option<HostSample>>,
+    pub config: ServeConfig,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Why the server could not start or stopped abnormally.
@@ -78,14 +90,21 @@ pub fn access_rules() -> Vec<(&'static str, String)> {
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = routes(&state.config);
     let swagger = utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs").url("/api/v1/docs/openapi.json", openapi);
-    router
+    let router = router
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .merge(swagger_behind_login(state.clone(), swagger))
         .merge(pages::router())
         .fallback(fallback)
-        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes));
+    // A span and two clock reads per request are a measurable share of a short invocation: the request
+    // trace is only there when someone asked for it (`PLUGWATCH_LOG=tower_http=debug`). Failures are logged
+    // where they happen either way.
+    let router = if tracing::enabled!(target: "tower_http::trace::on_response", tracing::Level::DEBUG) {
+        router.layer(TraceLayer::new_for_http())
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// A bound, ready server.
@@ -121,8 +140,8 @@ impl Server {
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let (_, openapi) = routes(&config);
-        let openapi = Arc::new(openapi.to_pretty_json().expect("the OpenAPI document serialises"));
-        let state = AppState { registry, access, openapi, host: Arc::new(Mutex::new(None)), config: Arc::new(config) };
+        let openapi = openapi.to_pretty_json().expect("the OpenAPI document serialises");
+        let state = AppState(Arc::new(Shared { registry, access, openapi, host: Mutex::new(None), config }));
         Ok(Server { listener, state })
     }
 
