@@ -146,6 +146,16 @@ pub fn unauthorized(message: &str) -> ApiError {
     e
 }
 
+/// The answer to a request without credentials outside the API: a browser navigating to a page is sent to
+/// the sign-in page (and back to `uri` afterwards); anything else gets a 401 saying `message`.
+pub fn anonymous(headers: &HeaderMap, uri: &axum::http::Uri, message: &str) -> Response {
+    if crate::pages::wants_html(headers) {
+        crate::pages::to_login(uri.path_and_query().map_or("/", |p| p.as_str()))
+    } else {
+        unauthorized(message).into_response()
+    }
+}
+
 fn forbidden(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
@@ -286,10 +296,7 @@ pub fn clear_cookie_header(secure: bool) -> HeaderValue {
 /// answers 401 otherwise.
 pub async fn require_authenticated(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match authenticate(&state, request.headers()).await {
-        Ok(Credentials::None) if crate::pages::wants_html(request.headers()) => {
-            crate::pages::to_login(request.uri().path_and_query().map_or("/", |p| p.as_str()))
-        }
-        Ok(Credentials::None) => unauthorized("sign in to read the API documentation").into_response(),
+        Ok(Credentials::None) => anonymous(request.headers(), request.uri(), "sign in to read the API documentation"),
         Err(e) => e.into_response(),
         Ok(_) => next.run(request).await,
     }

@@ -234,11 +234,8 @@ async fn fallback(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     match auth::authenticate(&state, &headers).await {
-        Ok(auth::Credentials::None) if pages::wants_html(&headers) => {
-            pages::to_login(uri.path_and_query().map_or("/", |p| p.as_str()))
-        }
         Ok(auth::Credentials::None) => {
-            auth::unauthorized("sign in or send `Authorization: Bearer <token>`").into_response()
+            auth::anonymous(&headers, &uri, "sign in or send `Authorization: Bearer <token>`")
         }
         Err(e) => e.into_response(),
         Ok(_) => error::ApiError::not_found("no such route").into_response(),
