@@ -169,7 +169,6 @@ pub struct AuditTarget(pub String);
 pub async fn authorize(
     State(state): State<AppState>,
     matched: MatchedPath,
-    params: RawPathParams,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
     next: Next,
@@ -200,7 +199,6 @@ pub async fn authorize(
         Credentials::Session { principal, csrf } => (principal, Some(csrf)),
     };
     // What an audit entry needs is only worked out for routes that are audited (not invocations).
-    let target = || params.iter().map(|(_, v)| v.to_owned()).collect::<Vec<_>>().join("/");
     let audit = |result: AuditResult, detail: Option<String>, target: String| {
         let entry = rule.audit.map(|action| AuditEntry {
             actor: Some(principal.clone()),
@@ -225,7 +223,7 @@ pub async fn authorize(
         audit(
             AuditResult::Denied,
             Some(format!("role {} lacks {}", principal.role.as_str(), requirement_name(rule.requirement))),
-            target(),
+            path_target(&mut request).await,
         )
         .await;
         return forbidden(format!(
@@ -243,7 +241,8 @@ pub async fn authorize(
     {
         let sent = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         if !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), csrf.as_bytes())) {
-            audit(AuditResult::Denied, Some("missing or wrong CSRF token".into()), target()).await;
+            audit(AuditResult::Denied, Some("missing or wrong CSRF token".into()), path_target(&mut request).await)
+                .await;
             return ApiError::new(
                 StatusCode::FORBIDDEN,
                 "csrf",
@@ -252,11 +251,13 @@ pub async fn authorize(
             .into_response();
         }
     }
+    if rule.audit.is_none() {
+        request.extensions_mut().insert(principal);
+        return next.run(request).await;
+    }
+    let target = path_target(&mut request).await;
     request.extensions_mut().insert(principal.clone());
     let response = next.run(request).await;
-    if rule.audit.is_none() {
-        return response;
-    }
     let status = response.status();
     let result = if status.is_success() {
         AuditResult::Ok
@@ -265,10 +266,19 @@ pub async fn authorize(
     } else {
         AuditResult::Failed
     };
-    let target = response.extensions().get::<AuditTarget>().map_or_else(target, |t| t.0.clone());
+    let target = response.extensions().get::<AuditTarget>().map_or(target, |t| t.0.clone());
     let detail = (!status.is_success()).then(|| format!("HTTP {}", status.as_u16()));
     audit(result, detail, target).await;
     response
+}
+
+/// What an audited change acted on, from its path: the path's parameters joined by `/`.
+async fn path_target(request: &mut Request) -> String {
+    use axum::RequestExt;
+    match request.extract_parts::<RawPathParams>().await {
+        Ok(params) => params.iter().map(|(_, value)| value).collect::<Vec<_>>().join("/"),
+        Err(_) => String::new(),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -129,14 +129,16 @@ pub struct InputDto {
 }
 
 impl InputDto {
-    pub fn bytes(&self) -> Result<Vec<u8>, ApiError> {
+    /// The input as bytes: borrowed JSON text, or decoded base64.
+    pub fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, ApiError> {
         match (&self.input, &self.input_base64) {
             (Some(_), Some(_)) => Err(ApiError::bad_request("give `input` or `input_base64`, not both")),
-            (Some(raw), None) => Ok(raw.get().as_bytes().to_vec()),
+            (Some(raw), None) => Ok(raw.get().as_bytes().into()),
             (None, Some(b64)) => base64::engine::general_purpose::STANDARD
                 .decode(b64)
+                .map(Into::into)
                 .map_err(|e| ApiError::bad_request(format!("`input_base64` is not base64: {e}"))),
-            (None, None) => Ok(Vec::new()),
+            (None, None) => Ok((&[][..]).into()),
         }
     }
 }

@@ -44,7 +44,7 @@ pub async fn fire(
             return Err(ApiError::bad_request(format!("unknown mode `{other}` (expected `filter` or `actions`)")));
         }
     };
-    let input = InputDto { input: request.input, input_base64: request.input_base64 }.bytes()?;
+    let input = InputDto { input: request.input, input_base64: request.input_base64 }.bytes()?.into_owned();
     let outcome = state.registry.dispatch(&hook, input, mode).await?;
     let status = match (&outcome.failed, outcome.overloaded) {
         (None, _) => StatusCode::OK,

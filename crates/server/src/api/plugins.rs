@@ -195,12 +195,12 @@ pub async fn invoke(
     ApiJson(request): ApiJson<InvokeRequest>,
 ) -> Result<Response, ApiError> {
     plugwatch_registry::validate_hook_name(&request.hook)?;
-    let input = InputDto { input: request.input, input_base64: request.input_base64 }.bytes()?;
-    let (entry, record) = state.registry.invoke(&name, &request.hook, &input).await?;
-    let version = entry.record.active_version.clone().unwrap_or_default();
+    let input = InputDto { input: request.input, input_base64: request.input_base64 };
+    let (entry, record) = state.registry.invoke(&name, &request.hook, &input.bytes()?).await?;
+    let version = entry.record.active_version.as_deref().unwrap_or_default();
     let status = match record.outcome {
         Outcome::Rejected => {
-            let body = InvocationDto::new(&name, &version, &request.hook, &record);
+            let body = InvocationDto::new(&name, version, &request.hook, &record);
             let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, 1.into());
             return Ok(response);
@@ -208,7 +208,7 @@ pub async fn invoke(
         Outcome::InputTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::OK,
     };
-    Ok((status, Json(InvocationDto::new(&name, &version, &request.hook, &record))).into_response())
+    Ok((status, Json(InvocationDto::new(&name, version, &request.hook, &record))).into_response())
 }
 
 /// Runs the plugin once with the request body as its input and answers with its output as the body: no
