@@ -1,5 +1,6 @@
 //! The `plugwatch` command: a thin shell whose subcommands each live in `commands/` as a struct with `run()`.
 
+mod allocator;
 mod commands;
 mod logging;
 
@@ -23,6 +24,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::configure();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(cmd) => cmd.run(),

@@ -11,6 +11,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use plugwatch_server::{ServeConfig, Server, app};
 use tower::ServiceExt;
 
+/// The allocator the `plugwatch` binary uses, so that these figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TEMPLATE: &str = include_str!("../../runtime/tests/fixtures/plugin.wat.in");
 const PASSWORD: &str = "request bench password";
 /// The same payload `cargo xtask bench-http` sends.
