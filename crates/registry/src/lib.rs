@@ -7,6 +7,7 @@
 
 mod dispatch;
 mod manifest;
+mod persist;
 mod series;
 
 use std::collections::{BTreeMap, HashMap};
@@ -114,6 +115,8 @@ struct Inner {
     snapshot: ArcSwap<Snapshot>,
     changes: tokio::sync::Mutex<()>,
     draining: AtomicBool,
+    /// What a failed telemetry flush did not write, for the next one.
+    unwritten: tokio::sync::Mutex<Option<plugwatch_telemetry::Flush>>,
 }
 
 /// What an upload did.
@@ -140,6 +143,7 @@ impl Registry {
                 snapshot: ArcSwap::from_pointee(Snapshot::default()),
                 changes: tokio::sync::Mutex::new(()),
                 draining: AtomicBool::new(false),
+                unwritten: tokio::sync::Mutex::new(None),
             }),
         };
         let mut plugins = BTreeMap::new();

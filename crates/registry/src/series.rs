@@ -1,5 +1,6 @@
-//! Per-plugin time series for any range and step: recent 10 s buckets from telemetry's memory, older ones
-//! and coarser resolutions from the store, merged into points of the requested step.
+//! Per-plugin time series for any range and step: what telemetry holds in memory (the live window's 10 s
+//! buckets, the current minute and hour) and the store's rows for the rest, merged into points of the
+//! requested step.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -68,15 +69,14 @@ impl Registry {
         let resolution_secs = resolution.seconds() as u64;
         step = step.div_ceil(resolution_secs) * resolution_secs;
         let stored = self.inner.store.rollups(plugin, version, resolution, from, to).await?;
-        // Buckets still in memory are the freshest (and the only source for the open one).
+        // Buckets still in memory hold their whole interval (what a restart restored included) and are the
+        // freshest: each replaces the stored row of its version and start.
         let mut rows: BTreeMap<(i64, String), StoredRollup> = BTreeMap::new();
         for s in stored {
             rows.insert((s.rollup.start, s.rollup.version.clone()), s);
         }
-        if resolution == Resolution::TenSeconds {
-            for live in self.inner.telemetry.live(plugin, version, from, to) {
-                rows.insert((live.start, live.version.clone()), StoredRollup { rollup: live, quantiles: None });
-            }
+        for live in self.inner.telemetry.live(plugin, version, resolution, from, to) {
+            rows.insert((live.start, live.version.clone()), StoredRollup { rollup: live, quantiles: None });
         }
         let mut points: BTreeMap<i64, Accumulated> = BTreeMap::new();
         for ((start, _), StoredRollup { rollup, quantiles }) in rows {
@@ -95,7 +95,8 @@ impl Registry {
             point.memory_peak_max = point.memory_peak_max.max(rollup.memory_peak_max);
             point.input_bytes += rollup.input_bytes;
             point.output_bytes += rollup.output_bytes;
-            match quantiles {
+            // A row with a sketch merges exactly; an older 10 s row has only its quantiles.
+            match quantiles.filter(|_| rollup.latency.count() == 0) {
                 Some(q) => stored_quantiles.push(q),
                 None => match merged {
                     Some(m) => m.merge(&rollup),
@@ -105,22 +106,26 @@ impl Registry {
         }
         let points = points
             .into_values()
-            .map(|Accumulated { mut point, merged, stored_quantiles }| {
-                if let Some(m) = merged.filter(|m| m.latency.count() > 0) {
-                    point.p50 = m.quantile(0.5);
-                    point.p95 = m.quantile(0.95);
-                    point.p99 = m.quantile(0.99);
-                } else if let Some(q) = stored_quantiles.first().filter(|_| stored_quantiles.len() == 1) {
-                    // A 10 s bucket read back from the store keeps its quantiles, not its sketch.
+            .map(|Accumulated { mut point, merged, mut stored_quantiles }| {
+                let merged = merged.filter(|m| m.latency.count() > 0);
+                match merged {
+                    Some(m) if stored_quantiles.is_empty() => {
+                        (point.p50, point.p95, point.p99) = (m.quantile(0.5), m.quantile(0.95), m.quantile(0.99));
+                        return point;
+                    }
+                    // Rows with sketches and rows with quantiles only: count the merged sketch as one more.
+                    Some(m) => {
+                        let q = |p: f64| m.quantile(p).unwrap_or(0.0);
+                        stored_quantiles.push([q(0.5), q(0.95), q(0.99), m.latency.max().unwrap_or(0.0)]);
+                    }
+                    None => {}
+                }
+                if let [q] = stored_quantiles.as_slice() {
+                    // A 10 s bucket read back from the store with its quantiles only.
                     (point.p50, point.p95, point.p99) = (Some(q[0]), Some(q[1]), Some(q[2]));
                 } else if !stored_quantiles.is_empty() {
-                    // Several stored 10 s buckets in one point: the worst of each is an upper bound.
-                    let worst = |i: usize| {
-                        stored_quantiles
-                            .iter()
-                            .map(|q| q[i])
-                            .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
-                    };
+                    // Several such buckets in one point: the worst of each is an upper bound.
+                    let worst = |i: usize| stored_quantiles.iter().map(|q| q[i]).reduce(f64::max);
                     (point.p50, point.p95, point.p99) = (worst(0), worst(1), worst(2));
                 }
                 point

@@ -123,7 +123,6 @@ impl Server {
         let runtime = Runtime::new(config.runtime_config())?;
         let telemetry =
             Arc::new(Telemetry::new(TelemetryConfig { bucket: Duration::from_secs(10), ..TelemetryConfig::default() }));
-        telemetry.seed(store.current_rollups(SystemTime::now()).await?);
         let access = Access::new(store.clone(), config.access.access_config());
         if let Some(generated) =
             access.bootstrap_admin(config.admin_password.as_ref().map(config::Secret::expose)).await?
@@ -136,6 +135,7 @@ impl Server {
             );
         }
         let registry = Registry::open(runtime, store, artifacts, telemetry).await?;
+        registry.restore_telemetry(SystemTime::now()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;

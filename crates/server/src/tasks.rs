@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use plugwatch_telemetry::{Flush, HostSampler};
+use plugwatch_telemetry::HostSampler;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -33,9 +33,9 @@ pub async fn join(tasks: Tasks, state: &AppState) {
             tracing::error!(message = "Background task failed.", %error);
         }
     }
+    // Past the open bucket's end, so that it is written as closed, whole.
     let bucket = Duration::from_secs(10);
-    let last = state.registry.telemetry().flush(SystemTime::now() + bucket);
-    write(state, last).await;
+    flush(state, SystemTime::now() + bucket).await;
 }
 
 /// Sleeps for `period` unless shutdown comes first; returns false on shutdown.
@@ -50,17 +50,14 @@ async fn tick(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
 async fn flush_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_secs(state.config.telemetry.flush_interval_secs);
     while tick(&mut stop, period).await {
-        let flush = state.registry.telemetry().flush(SystemTime::now());
-        write(&state, flush).await;
+        flush(&state, SystemTime::now()).await;
     }
 }
 
-async fn write(state: &AppState, flush: Flush) {
-    let store = state.registry.store();
-    if let Err(error) = store.write_flush(&flush).await {
-        // Keep going: the next flush writes the then-current minute and hour rollups again, so only the
-        // closed 10 s buckets and run-log entries of this interval are lost.
-        tracing::error!(message = "Telemetry flush failed.", %error, buckets = flush.closed.len());
+async fn flush(state: &AppState, now: SystemTime) {
+    if let Err(error) = state.registry.flush_telemetry(now).await {
+        // What was not written is kept and written by the next flush.
+        tracing::error!(message = "Telemetry flush failed; it is retried with the next one.", %error);
     }
 }
 

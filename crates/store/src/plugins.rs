@@ -206,6 +206,10 @@ impl Store {
             .bind(plugin)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM ten_second_sketches WHERE series_id IN (SELECT id FROM series WHERE plugin = $1)")
+            .bind(plugin)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM series WHERE plugin = $1").bind(plugin).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM runs WHERE plugin = $1").bind(plugin).execute(&mut *tx).await?;
         tx.commit().await?;

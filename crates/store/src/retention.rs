@@ -82,6 +82,11 @@ impl Store {
             .await?
             .rows_affected();
         }
+        // A 10 s rollup's sketch is needed only to restore the live window after a restart.
+        sqlx::query("DELETE FROM ten_second_sketches WHERE start < $1")
+            .bind(now - secs(crate::telemetry::TEN_SECOND_SKETCHES))
+            .execute(&self.pool)
+            .await?;
         report.host_samples = sqlx::query("DELETE FROM host_samples WHERE at < $1")
             .bind(now - secs(retention.host_samples))
             .execute(&self.pool)

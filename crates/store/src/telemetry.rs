@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use plugwatch_runtime::{Level, LogLine, LogSource, Outcome};
-use plugwatch_telemetry::{Flush, HostSample, LatencySketch, Resolution, Rollup, RunLogEntry};
+use plugwatch_telemetry::{Flush, HostSample, LatencySketch, Persisted, Resolution, Rollup, RunLogEntry};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -30,6 +30,10 @@ pub struct HostPoint {
     pub process_rss_bytes: u64,
     pub process_cpu_usage: f64,
 }
+
+/// How long the sketch of a 10 s rollup is kept beside it (in `ten_second_sketches`): longer than the live
+/// window a restart restores, short enough that the sketches add little to the database.
+pub(crate) const TEN_SECOND_SKETCHES: Duration = Duration::from_secs(3600);
 
 const OUTCOME_COLUMNS: &str =
     "ok, plugin_error, trap, timeout, fuel_exhausted, memory_limit, output_too_large, input_too_large, rejected";
@@ -99,25 +103,45 @@ impl Store {
         rows.iter().map(|row| read_rollup(row, resolution)).collect()
     }
 
-    /// The minute and hour rollups that are still accumulating at `now`, to seed telemetry after a restart.
-    pub async fn current_rollups(&self, now: SystemTime) -> Result<Vec<Rollup>> {
+    /// What a restarted process continues from (see [`Telemetry::restore`](plugwatch_telemetry::Telemetry::restore)):
+    /// the 10 s rows of the `window` before `now`, the minute and hour rows of the intervals holding `now`,
+    /// and when each series last saw an invocation start (from the run log, which always keeps the newest).
+    pub async fn persisted_telemetry(&self, now: SystemTime, window: Duration) -> Result<Persisted> {
         let now = unix(now);
-        let mut out = Vec::new();
-        for resolution in [Resolution::Minute, Resolution::Hour] {
-            let step = resolution.seconds();
+        let mut rollups = Vec::new();
+        for resolution in Resolution::ALL {
+            let (from, to) = match resolution {
+                Resolution::TenSeconds => (resolution.align(now) - window.as_secs() as i64, i64::MAX),
+                _ => (resolution.align(now), resolution.align(now) + 1),
+            };
             let rows = sqlx::query(
-                "SELECT s.plugin, s.version, r.* FROM rollups r JOIN series s ON s.id = r.series_id
-                 WHERE r.resolution = $1 AND r.start = $2",
+                "SELECT s.plugin, s.version, r.*, k.sketch AS recent_sketch FROM rollups r
+                 JOIN series s ON s.id = r.series_id
+                 LEFT JOIN ten_second_sketches k ON r.resolution = 10 AND k.series_id = r.series_id AND k.start = r.start
+                 WHERE r.resolution = $1 AND r.start >= $2 AND r.start < $3 ORDER BY r.start, s.plugin, s.version",
             )
-            .bind(step)
-            .bind(now - now.rem_euclid(step))
+            .bind(resolution.seconds())
+            .bind(from)
+            .bind(to)
             .fetch_all(&self.pool)
             .await?;
             for row in &rows {
-                out.push(read_rollup(row, resolution)?.rollup);
+                let mut rollup = read_rollup(row, resolution)?.rollup;
+                if let Some(bytes) = row.get::<Option<Vec<u8>>, _>("recent_sketch") {
+                    rollup.latency = decode_sketch(&bytes)?;
+                }
+                rollups.push(rollup);
             }
         }
-        Ok(out)
+        let last: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT plugin, version, MAX(started_at_us) FROM runs GROUP BY plugin, version")
+                .fetch_all(&self.pool)
+                .await?;
+        let last_started = last
+            .into_iter()
+            .map(|(plugin, version, us)| (plugin, version, UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)))
+            .collect();
+        Ok(Persisted { rollups, last_started })
     }
 
     /// The persisted run log of a plugin, newest first; `before_us` pages backwards.
@@ -226,6 +250,17 @@ async fn write_rollup(tx: &mut Transaction<'_, Sqlite>, series: i64, r: &Rollup)
         .bind(sketch)
         .execute(&mut **tx)
         .await?;
+    if ten_seconds {
+        sqlx::query(
+            "INSERT INTO ten_second_sketches (series_id, start, sketch) VALUES ($1, $2, $3)
+             ON CONFLICT (series_id, start) DO UPDATE SET sketch = excluded.sketch",
+        )
+        .bind(series)
+        .bind(r.start)
+        .bind(r.latency.encode())
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
@@ -235,9 +270,7 @@ fn read_rollup(row: &SqliteRow, resolution: Resolution) -> Result<StoredRollup> 
         counts[i] = row.get::<i64, _>(outcome.as_str()) as u64;
     }
     let latency = match row.get::<Option<Vec<u8>>, _>("sketch") {
-        Some(bytes) => {
-            LatencySketch::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("latency sketch: {e}")))?
-        }
+        Some(bytes) => decode_sketch(&bytes)?,
         None => LatencySketch::default(),
     };
     let seconds = |column: &str| row.get::<Option<i64>, _>(column).map(|us| us as f64 / 1e6);
@@ -262,6 +295,10 @@ fn read_rollup(row: &SqliteRow, resolution: Resolution) -> Result<StoredRollup> 
         },
         quantiles,
     })
+}
+
+fn decode_sketch(bytes: &[u8]) -> Result<LatencySketch> {
+    LatencySketch::decode(bytes).map_err(|e| StoreError::Corrupt(format!("latency sketch: {e}")))
 }
 
 async fn write_run(tx: &mut Transaction<'_, Sqlite>, run: &RunLogEntry) -> Result<()> {

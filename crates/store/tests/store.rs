@@ -95,7 +95,7 @@ fn invocation(started_at: SystemTime, outcome: Outcome, wall: Duration) -> Invoc
 }
 
 #[tokio::test]
-async fn telemetry_round_trips_through_the_store_and_seeds_a_restart() {
+async fn telemetry_round_trips_through_the_store_and_restores_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
     let telemetry = Telemetry::new(TelemetryConfig::default());
@@ -130,12 +130,25 @@ async fn telemetry_round_trips_through_the_store_and_seeds_a_restart() {
     assert_eq!(failures.len(), 3);
     assert!(failures.iter().all(|r| r.outcome == Outcome::PluginError));
 
-    // A restart seeds the current minute and hour; what follows adds to them.
-    let seeds = store.current_rollups(at(7259)).await.unwrap();
+    // A restart continues from the live window's 10 s rows (with their sketches), the current minute and
+    // hour, and the last invocation each series saw.
+    let persisted = store.persisted_telemetry(at(7259), Duration::from_secs(900)).await.unwrap();
     assert_eq!(
-        seeds.iter().map(|r| (r.resolution, r.total())).collect::<Vec<_>>(),
-        [(Resolution::Minute, 30), (Resolution::Hour, 30)]
+        persisted.rollups.iter().map(|r| (r.resolution, r.start, r.total(), r.latency.count())).collect::<Vec<_>>(),
+        [
+            (Resolution::TenSeconds, 7200, 10, 10),
+            (Resolution::TenSeconds, 7210, 10, 10),
+            (Resolution::TenSeconds, 7220, 10, 10),
+            (Resolution::Minute, 7200, 30, 30),
+            (Resolution::Hour, 7200, 30, 30)
+        ]
     );
+    assert_eq!(persisted.last_started, [("promo".to_owned(), "1.0.0".to_owned(), at(7229))]);
+    // The window reaches back no further than asked.
+    let recent = store.persisted_telemetry(at(7229), Duration::from_secs(10)).await.unwrap();
+    let tens: Vec<i64> =
+        recent.rollups.iter().filter(|r| r.resolution == Resolution::TenSeconds).map(|r| r.start).collect();
+    assert_eq!(tens, [7210, 7220]);
 }
 
 #[tokio::test]

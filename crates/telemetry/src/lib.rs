@@ -3,8 +3,8 @@
 //!
 //! It knows nothing of HTTP routing or SQL: [`Telemetry::flush`] returns what should be persisted (closed
 //! 10 s buckets, the current minute and hour rollups, capped run-log entries) and another crate stores it;
-//! after a restart, [`Telemetry::seed`] hands the persisted current minute and hour back so accumulation
-//! continues.
+//! after a restart, [`Telemetry::restore`] hands back what was persisted (the recent 10 s buckets, the
+//! current minute and hour), so that accumulation continues and every row written holds its whole interval.
 //!
 //! # Time series
 //!
@@ -91,6 +91,16 @@ impl Default for TelemetryConfig {
             persist_failures_per_flush: 50,
         }
     }
+}
+
+/// What the store kept of an earlier process's telemetry, for [`Telemetry::restore`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Persisted {
+    /// The 10 s buckets of the live window before the restart, and the minute and hour rollups of the
+    /// intervals holding the restart.
+    pub rollups: Vec<Rollup>,
+    /// When each series (plugin, version) last saw an invocation start.
+    pub last_started: Vec<(String, String, SystemTime)>,
 }
 
 /// What one [`Telemetry::flush`] hands out for persistence.
@@ -182,16 +192,29 @@ impl Telemetry {
         self.series.write().unwrap_or_else(PoisonError::into_inner).remove(plugin);
     }
 
-    /// Continues accumulation after a restart from the persisted rollups of the current minute and hour of each
-    /// series (10 s rollups are ignored). A seeded rollup for the same aligned interval as one this process
-    /// already accumulated is merged into it (and returned by the next flush); a newer one replaces it; an
-    /// older one is ignored. Read the persisted rollups before storing the first flush's: that flush's rollups
-    /// hold only this process's data, and upserting them first would overwrite the ones to seed.
-    pub fn seed(&self, rollups: Vec<Rollup>) {
-        for rollup in rollups {
-            if rollup.resolution != Resolution::TenSeconds {
-                self.series(&rollup.plugin, &rollup.version).seed(rollup);
-            }
+    /// How far back the 10 s buckets kept in memory reach: what [`Telemetry::restore`] wants of them.
+    pub fn live_window(&self) -> Duration {
+        self.config.bucket * self.config.live_buckets as u32
+    }
+
+    /// Continues after a restart from what the earlier process stored, before this one records anything:
+    /// the 10 s buckets of the last [`live_window`](Telemetry::live_window) before `now` (so the overview and
+    /// the live series show them), the minute and hour rollups still accumulating at `now`, and when each
+    /// series last saw an invocation start.
+    ///
+    /// Every row a flush returns holds the whole of its interval, the earlier process's part included: a
+    /// 10 s bucket that was still open when the earlier process stopped (its row holding what was flushed
+    /// of it) is written again with this process's invocations added, and a minute or hour rollup goes on
+    /// from its stored state. Upserting the first flush's rows before restoring would overwrite the
+    /// stored ones, so restore first.
+    pub fn restore(&self, now: SystemTime, persisted: Persisted) {
+        let until =
+            unix_secs(now).div_euclid(self.config.bucket.as_secs() as i64) * self.config.bucket.as_secs() as i64;
+        for rollup in persisted.rollups {
+            self.series(&rollup.plugin, &rollup.version).seed(rollup, until);
+        }
+        for (plugin, version, at) in persisted.last_started {
+            self.series(&plugin, &version).seed_last_started(at);
         }
     }
 
@@ -234,9 +257,19 @@ impl Telemetry {
             .collect()
     }
 
-    /// The 10 s buckets still in memory (closed and open) that overlap `[from, to)`, oldest first; with
-    /// `version: None`, the plugin's versions are merged per bucket and `version` is empty.
-    pub fn live(&self, plugin: &str, version: Option<&str>, from: SystemTime, to: SystemTime) -> Vec<Rollup> {
+    /// What this process holds of the intervals of `resolution` that overlap `[from, to)`, of one version
+    /// or of each, by start then version: the 10 s buckets of the live window, or the current minute or hour
+    /// (and any that ended since the last flush), each with the open buckets' data so far. Each holds its
+    /// whole interval as far as this process knows (what was restored included), so it supersedes a stored
+    /// row of the same version, resolution and start.
+    pub fn live(
+        &self,
+        plugin: &str,
+        version: Option<&str>,
+        resolution: Resolution,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Vec<Rollup> {
         let series: Vec<Arc<Series>> = match self.read().get(plugin) {
             None => return Vec::new(),
             Some(versions) => match version {
@@ -246,16 +279,16 @@ impl Telemetry {
         };
         let from = unix_secs(from);
         let to = unix_secs(to) + i64::from(to.duration_since(UNIX_EPOCH).is_ok_and(|d| d.subsec_nanos() > 0));
-        let mut buckets: BTreeMap<i64, Rollup> = BTreeMap::new();
+        let mut rollups: BTreeMap<(i64, &str), Rollup> = BTreeMap::new();
         for s in &series {
-            s.buckets(from, to, |b| {
-                buckets
-                    .entry(b.start)
-                    .or_insert_with(|| Rollup::new(plugin, version.unwrap_or(""), Resolution::TenSeconds, b.start))
+            s.rollups(resolution, from, to, |b| {
+                rollups
+                    .entry((b.start, s.version()))
+                    .or_insert_with(|| Rollup::new(plugin, s.version(), resolution, b.start))
                     .merge(b)
             });
         }
-        buckets.into_values().collect()
+        rollups.into_values().collect()
     }
 
     /// The newest `limit` runs of a plugin (every version), newest first, from the in-memory rings: all runs,

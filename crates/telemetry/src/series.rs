@@ -124,6 +124,10 @@ struct Closed {
     hour_dirty: bool,
     /// Minute and hour rollups that became final before a flush returned their last state.
     finished: Vec<Rollup>,
+    /// What an earlier process had stored for 10 s buckets that were still open when it stopped (see
+    /// [`Series::seed`]): written again with this process's part added, never rolled into the minute and
+    /// hour (the seeded minute and hour rows hold it already).
+    base: BTreeMap<i64, Rollup>,
 }
 
 /// A unix time in whole seconds, rounded down (also before 1970).
@@ -203,6 +207,7 @@ impl Series {
                 minute_dirty: false,
                 hour_dirty: false,
                 finished: Vec::new(),
+                base: BTreeMap::new(),
             }),
             persist_successes: config.persist_successes_per_flush,
             persist_failures: config.persist_failures_per_flush,
@@ -335,11 +340,19 @@ impl Series {
         }
 
         for mut bucket in closing.into_values() {
-            bucket.latency.compact();
-            out.closed.push(bucket.named(&self.plugin, &self.version));
+            // The minute and hour take only this process's part; the row and the reads take all of it.
             roll(&mut closed.minute, &mut closed.minute_dirty, &mut closed.finished, Resolution::Minute, &bucket);
             roll(&mut closed.hour, &mut closed.hour_dirty, &mut closed.finished, Resolution::Hour, &bucket);
-            closed.buckets.push_back(bucket);
+            if let Some(base) = closed.base.remove(&bucket.start) {
+                bucket.merge(&base);
+            }
+            bucket.latency.compact();
+            out.closed.push(bucket.named(&self.plugin, &self.version));
+            keep(&mut closed.buckets, bucket);
+        }
+        // Seeded buckets that ended without traffic from this process: stored already, kept for reads.
+        while let Some(entry) = closed.base.first_entry().filter(|e| *e.key() < closed.until) {
+            keep(&mut closed.buckets, entry.remove());
         }
         let oldest = closed.until.saturating_sub(closed.live_buckets as i64 * self.bucket);
         while closed.buckets.len() > closed.live_buckets || closed.buckets.front().is_some_and(|b| b.start < oldest) {
@@ -366,6 +379,9 @@ impl Series {
         for mut bucket in open.into_values() {
             roll(&mut minute, &mut minute_dirty, &mut finished, Resolution::Minute, &bucket);
             roll(&mut hour, &mut hour_dirty, &mut finished, Resolution::Hour, &bucket);
+            if let Some(base) = closed.base.get(&bucket.start) {
+                bucket.merge(base);
+            }
             bucket.latency.compact();
             out.open.push(bucket.named(&self.plugin, &self.version));
         }
@@ -387,15 +403,36 @@ impl Series {
         out.runs[first..].sort_by_key(|r| r.started_at);
     }
 
-    /// Continues accumulating from a persisted minute or hour rollup (see [`Telemetry::seed`](crate::Telemetry::seed)).
-    pub(crate) fn seed(&self, mut rollup: Rollup) {
+    /// Continues from what an earlier process stored (see [`Telemetry::restore`](crate::Telemetry::restore)),
+    /// before this process records anything. `until` is the start of the bucket open now: 10 s buckets that
+    /// started before it are final and kept for reads; a later one was still open when the earlier process
+    /// stopped, and this process's part of it is added to it. Minute and hour rollups continue accumulating.
+    pub(crate) fn seed(&self, mut rollup: Rollup, until: i64) {
         rollup.plugin = String::new();
         rollup.version = String::new();
         rollup.start = rollup.resolution.align(rollup.start);
         let mut closed = self.closed.lock();
         let closed = &mut *closed;
+        if closed.until < until {
+            closed.until = until;
+            for mut shard in self.shards() {
+                shard.closed_until = shard.closed_until.max(until);
+            }
+        }
         let (slot, dirty) = match rollup.resolution {
-            Resolution::TenSeconds => return,
+            Resolution::TenSeconds if rollup.start < closed.until => {
+                keep(&mut closed.buckets, rollup);
+                return;
+            }
+            Resolution::TenSeconds => {
+                match closed.base.entry(rollup.start) {
+                    Entry::Occupied(mut base) => base.get_mut().merge(&rollup),
+                    Entry::Vacant(slot) => {
+                        slot.insert(rollup);
+                    }
+                }
+                return;
+            }
             Resolution::Minute => (&mut closed.minute, &mut closed.minute_dirty),
             Resolution::Hour => (&mut closed.hour, &mut closed.hour_dirty),
         };
@@ -417,14 +454,47 @@ impl Series {
         }
     }
 
-    /// Calls `f` with every bucket in memory (closed ones, then the open ones of each shard) that overlaps
-    /// `[from, to)` in unix seconds. Open buckets of the same start from different shards are passed
-    /// separately: merge by start.
-    pub(crate) fn buckets(&self, from: i64, to: i64, mut f: impl FnMut(&Rollup)) {
-        let overlaps = |b: &&Rollup| b.start.saturating_add(self.bucket) > from && b.start < to;
-        self.closed.lock().buckets.iter().filter(overlaps).for_each(&mut f);
+    /// Remembers when the earlier process last saw an invocation start, for the overview.
+    pub(crate) fn seed_last_started(&self, at: SystemTime) {
+        let mut shard = self.shards[0].0.lock();
+        if shard.last_started.is_none_or(|last| last < at) {
+            shard.last_started = Some(at);
+        }
+    }
+
+    /// Calls `f` with every 10 s bucket in memory that overlaps `[from, to)` (see [`Series::rollups`]).
+    pub(crate) fn buckets(&self, from: i64, to: i64, f: impl FnMut(&Rollup)) {
+        self.rollups(Resolution::TenSeconds, from, to, f);
+    }
+
+    /// Calls `f` with what this process holds of the intervals of `resolution` that overlap `[from, to)` in
+    /// unix seconds, as the next flush would write them: 10 s buckets (closed, the restored part of open
+    /// ones, and the open ones of each shard), or the current minute or hour (and any that ended since the
+    /// last flush) with the open buckets' data so far. Parts of one interval are passed separately: merge by
+    /// start. Each interval passed is whole (what a restart restored included).
+    pub(crate) fn rollups(&self, resolution: Resolution, from: i64, to: i64, mut f: impl FnMut(&Rollup)) {
+        let overlaps = |start: i64| start.saturating_add(resolution.seconds()) > from && start < to;
+        // The flush's lock order (closed, then shards), held throughout: no part is seen twice or missed.
+        let closed = self.closed.lock();
+        if resolution == Resolution::TenSeconds {
+            closed.buckets.iter().chain(closed.base.values()).filter(|r| overlaps(r.start)).for_each(&mut f);
+        } else {
+            let current = if resolution == Resolution::Minute { &closed.minute } else { &closed.hour };
+            let ended = closed.finished.iter().filter(|r| r.resolution == resolution);
+            ended.chain(current).filter(|r| overlaps(r.start)).for_each(&mut f);
+        }
         for shard in self.shards() {
-            shard.open.iter().filter(overlaps).for_each(&mut f);
+            for bucket in &shard.open {
+                if resolution == Resolution::TenSeconds {
+                    if overlaps(bucket.start) {
+                        f(bucket);
+                    }
+                } else if overlaps(resolution.align(bucket.start)) {
+                    let mut part = bucket.clone();
+                    (part.resolution, part.start) = (resolution, resolution.align(bucket.start));
+                    f(&part);
+                }
+            }
         }
     }
 
@@ -467,6 +537,15 @@ impl Series {
             memory_peak = shard.open.iter().map(|b| b.memory_peak_max).fold(memory_peak, u64::max);
         }
         Snapshot { totals, memory_peak }
+    }
+}
+
+/// Keeps a closed bucket for reads, in order of start (merged with one of the same start).
+fn keep(buckets: &mut VecDeque<Rollup>, bucket: Rollup) {
+    let at = buckets.partition_point(|b| b.start < bucket.start);
+    match buckets.get_mut(at) {
+        Some(same) if same.start == bucket.start => same.merge(&bucket),
+        _ => buckets.insert(at, bucket),
     }
 }
 

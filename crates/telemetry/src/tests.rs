@@ -97,7 +97,7 @@ fn late_records_go_to_the_open_bucket() {
     // A flush that closed empty buckets moves the open bucket on too.
     t.flush(at(7250, 0));
     s.record("h", &ok(7221, 0, MS));
-    let live = t.live("tax", Some("1.0.0"), at(7200, 0), at(7300, 0));
+    let live = t.live("tax", Some("1.0.0"), Resolution::TenSeconds, at(7200, 0), at(7300, 0));
     assert_eq!(live.iter().map(|b| (b.start, b.total())).collect::<Vec<_>>(), [(7200, 1), (7210, 3), (7250, 1)]);
 }
 
@@ -112,23 +112,40 @@ impl Store {
         }
     }
 
-    /// The latest minute and hour rollup of each series: what a restarted process seeds.
-    fn current(&self) -> Vec<Rollup> {
-        let mut latest: BTreeMap<(String, String, Resolution), Rollup> = BTreeMap::new();
-        for ((plugin, version, resolution, _), r) in &self.0 {
-            if *resolution != Resolution::TenSeconds {
-                latest.insert((plugin.clone(), version.clone(), *resolution), r.clone());
-            }
-        }
-        latest.into_values().collect()
+    /// What a restarted process is handed: the 10 s rows of the live window before `now` and the minute and
+    /// hour rows of the intervals holding `now` (as `Store::persisted_telemetry` selects them).
+    fn persisted(&self, now: u64, window: Duration) -> Persisted {
+        let now = now as i64;
+        let rollups = self
+            .0
+            .iter()
+            .filter(|((_, _, resolution, start), _)| match resolution {
+                Resolution::TenSeconds => *start >= Resolution::TenSeconds.align(now) - window.as_secs() as i64,
+                r => *start == r.align(now),
+            })
+            .map(|(_, r)| r.clone())
+            .collect();
+        Persisted { rollups, last_started: Vec::new() }
     }
 }
 
+/// How a process ends in [`restarts_lose_nothing_that_was_flushed`].
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// `kill -9`: what was recorded since the last flush is lost.
+    Kill,
+    /// SIGTERM: the shutdown flush writes everything, the open bucket included.
+    Term,
+}
+
+/// Every row written holds its whole interval, across restarts inside a bucket, a minute and an hour: the
+/// rows of a run restarted by SIGTERM equal those of an uninterrupted run, and those of a run killed with
+/// `kill -9` lack exactly what was recorded since the last flush.
 #[test]
-fn seed_continues_accumulation_across_a_restart() {
+fn restarts_lose_nothing_that_was_flushed() {
     // A workload over 7200..7330 on two versions, with latencies that make the sketches non-trivial.
     let mut rng = Rng::new(1);
-    let records: Vec<(&str, plugwatch_runtime::Invocation)> = (0..400)
+    let records: Vec<(&str, plugwatch_runtime::Invocation)> = (0..600)
         .map(|i| {
             let started = 7200.0 + 130.0 * rng.f64();
             let wall = Duration::from_secs_f64(0.001 * (rng.normal() * 0.5).exp());
@@ -138,46 +155,85 @@ fn seed_continues_accumulation_across_a_restart() {
             (if i % 3 == 0 { "2.0.0" } else { "1.0.0" }, inv)
         })
         .collect();
-    let flush_times: Vec<u64> = (7210..=7340).step_by(10).collect();
-    let restart = 7240;
-
-    // One process that never restarts.
-    // Before each flush at `now`, the invocations that started in the 10 s before it are recorded.
+    // Flushes every 5 s, so that a restart can fall inside a bucket that is partly stored.
+    let flush_times: Vec<u64> = (7205..=7345).step_by(5).collect();
+    // Before each flush at `now`, the invocations that started in the 5 s before it are recorded.
     let record_until = |t: &Telemetry, now: u64| {
         let now = now as i64;
-        for (version, inv) in records.iter().filter(|(_, r)| (now - 10..now).contains(&unix_secs(r.started_at))) {
+        for (version, inv) in records.iter().filter(|(_, r)| (now - 5..now).contains(&unix_secs(r.started_at))) {
             t.series("tax", version).record("h", inv);
         }
     };
+    let config = TelemetryConfig::default();
     let mut uninterrupted = Store::default();
-    let t = Telemetry::new(TelemetryConfig::default());
+    let t = Telemetry::new(config.clone());
     for &now in &flush_times {
         record_until(&t, now);
         uninterrupted.apply(t.flush(at(now, 0)));
     }
 
-    // The same workload, with the process restarted between two flushes.
-    let mut store = Store::default();
-    let mut t = Telemetry::new(TelemetryConfig::default());
-    for &now in &flush_times {
-        if now == restart + 10 {
-            t = Telemetry::new(TelemetryConfig::default());
-            t.seed(store.current());
+    // Restarts in the middle of a bucket (7245), at a bucket's end (7270), and in the next hour's first
+    // bucket would be the same again; each is tried with both ways of stopping.
+    for stop in [Stop::Term, Stop::Kill] {
+        let mut store = Store::default();
+        let mut t = Telemetry::new(config.clone());
+        let mut lost = Vec::new();
+        let mut restarted_overview = None;
+        for &now in &flush_times {
+            record_until(&t, now);
+            if now == 7245 || now == 7270 {
+                match stop {
+                    Stop::Term => store.apply(t.flush(at(now, 0) + config.bucket)),
+                    Stop::Kill => lost.extend(
+                        records.iter().filter(|(_, r)| (now as i64 - 5..now as i64).contains(&unix_secs(r.started_at))),
+                    ),
+                }
+                t = Telemetry::new(config.clone());
+                t.restore(at(now, 0), store.persisted(now, t.live_window()));
+                if now == 7270 {
+                    restarted_overview = Some((7270 - 50, t.overview(at(now, 0))));
+                }
+                continue;
+            }
+            store.apply(t.flush(at(now, 0)));
         }
-        record_until(&t, now);
-        store.apply(t.flush(at(now, 0)));
+        match stop {
+            Stop::Term => {
+                assert_eq!(store.0.len(), uninterrupted.0.len());
+                for (key, want) in &uninterrupted.0 {
+                    assert_eq!(store.0.get(key), Some(want), "{stop:?} {key:?}");
+                }
+            }
+            Stop::Kill => {
+                for (key @ (_, version, resolution, start), want) in &uninterrupted.0 {
+                    let missing = lost
+                        .iter()
+                        .filter(|(v, r)| v == version && resolution.align(unix_secs(r.started_at)) == *start)
+                        .count() as u64;
+                    let got = store.0.get(key).map_or(0, Rollup::total);
+                    assert_eq!(got, want.total() - missing, "{stop:?} {key:?}");
+                }
+                assert!(!lost.is_empty());
+            }
+        }
+        // Right after a restart the overview sees the whole last minute, the earlier process's part too.
+        let (window_start, overview) = restarted_overview.expect("restarted at 7270");
+        let count = |set: &[&(&str, plugwatch_runtime::Invocation)], v: &str| {
+            set.iter().filter(|(version, r)| *version == v && unix_secs(r.started_at) >= window_start).count() as u64
+        };
+        let all: Vec<_> = records.iter().filter(|(_, r)| unix_secs(r.started_at) < 7270).collect();
+        let requests: Vec<u64> = overview.iter().map(|s| s.requests).collect();
+        assert_eq!(
+            requests,
+            [count(&all, "1.0.0") - count(&lost, "1.0.0"), count(&all, "2.0.0") - count(&lost, "2.0.0")],
+            "{stop:?}"
+        );
+        assert!(requests.iter().all(|&n| n > 0));
     }
-
-    assert_eq!(store.0.len(), uninterrupted.0.len());
-    for (key, want) in &uninterrupted.0 {
-        assert_eq!(store.0.get(key), Some(want), "{key:?}");
-    }
-    let hour = &store.0[&("tax".to_owned(), "1.0.0".to_owned(), Resolution::Hour, 7200)];
-    assert_eq!(hour.total(), records.iter().filter(|(v, _)| *v == "1.0.0").count() as u64);
 }
 
 #[test]
-fn seed_rules() {
+fn restore_rules() {
     let t = Telemetry::new(TelemetryConfig::default());
     let mut persisted = Rollup::new("tax", "1.0.0", Resolution::Minute, 7260);
     persisted.counts[0] = 5;
@@ -185,16 +241,32 @@ fn seed_rules() {
     old.counts[0] = 100;
     let mut ten = Rollup::new("tax", "1.0.0", Resolution::TenSeconds, 7260);
     ten.counts[0] = 1000;
-    t.seed(vec![persisted, old, ten]);
-    // A seeded rollup alone is not handed back: it is already stored.
-    assert_eq!(t.flush(at(7270, 0)), Flush::default());
+    let mut open = Rollup::new("tax", "1.0.0", Resolution::TenSeconds, 7270);
+    open.counts[0] = 3;
+    let last = at(7271, 500);
+    let rollups = vec![persisted, old, ten, open];
+    t.restore(at(7272, 0), Persisted { rollups, last_started: vec![("tax".into(), "1.0.0".into(), last)] });
+    // What was restored alone is not handed back: it is stored already.
+    assert_eq!(t.flush(at(7273, 0)), Flush::default());
+    // The overview and the live buckets show it.
+    let overview = t.overview(at(7275, 0));
+    assert_eq!((overview[0].requests, overview[0].last_invocation), (1003, Some(last)));
     t.series("tax", "1.0.0").record("h", &ok(7275, 0, MS));
+    // Before any flush, the minute and hour as read are whole too.
+    let minutes = t.live("tax", None, Resolution::Minute, at(7200, 0), at(7300, 0));
+    assert_eq!(minutes.iter().map(|r| (r.start, r.total())).collect::<Vec<_>>(), [(7260, 6)]);
+    let hours = t.live("tax", Some("1.0.0"), Resolution::Hour, at(7200, 0), at(7300, 0));
+    assert_eq!(hours.iter().map(|r| (r.start, r.total())).collect::<Vec<_>>(), [(7200, 1)]);
     let flush = t.flush(at(7290, 0));
+    // The bucket that was open at the restart is written whole; the minute goes on from its stored state.
+    assert_eq!(flush.closed.iter().map(|b| (b.start, b.total())).collect::<Vec<_>>(), [(7270, 4)]);
     assert_eq!(find(&flush.rollups, Resolution::Minute, 7260).total(), 6);
     assert_eq!(find(&flush.rollups, Resolution::Hour, 7200).total(), 1);
+    let live = t.live("tax", None, Resolution::TenSeconds, at(7200, 0), at(7300, 0));
+    assert_eq!(live.iter().map(|b| (b.start, b.total())).collect::<Vec<_>>(), [(7260, 1000), (7270, 4)]);
 
-    // Seeding after a flush merges into what this process accumulated, and the next flush returns the sum
-    // even without new traffic.
+    // Restoring after a flush merges minutes into what this process accumulated, and the next flush returns
+    // the sum even without new traffic.
     let t = Telemetry::new(TelemetryConfig::default());
     t.series("tax", "1.0.0").record("h", &ok(7265, 0, MS));
     assert_eq!(find(&t.flush(at(7270, 0)).rollups, Resolution::Minute, 7260).total(), 1);
@@ -202,7 +274,7 @@ fn seed_rules() {
     persisted.counts[0] = 5;
     let mut newer_hour = Rollup::new("tax", "1.0.0", Resolution::Hour, 10_800);
     newer_hour.counts[0] = 7;
-    t.seed(vec![persisted, newer_hour]);
+    t.restore(at(7270, 0), Persisted { rollups: vec![persisted, newer_hour], last_started: Vec::new() });
     let flush = t.flush(at(7280, 0));
     assert_eq!(flush.rollups.len(), 1);
     assert_eq!(find(&flush.rollups, Resolution::Minute, 7260).total(), 6);
@@ -307,7 +379,7 @@ fn overview_of_a_known_workload() {
 }
 
 #[test]
-fn live_buckets_merge_versions_and_expire() {
+fn live_buckets_per_version_expire() {
     let config = TelemetryConfig { live_buckets: 3, ..TelemetryConfig::default() };
     let t = Telemetry::new(config);
     for (version, n) in [("1.0.0", 1), ("2.0.0", 2)] {
@@ -320,19 +392,19 @@ fn live_buckets_merge_versions_and_expire() {
     }
     t.flush(at(7250, 0));
     // Three closed buckets are kept (7220..7240) plus the open one (7250).
-    let merged = t.live("tax", None, at(7000, 0), at(8000, 0));
+    let each = t.live("tax", None, Resolution::TenSeconds, at(7000, 0), at(8000, 0));
     assert_eq!(
-        merged.iter().map(|b| (b.start, b.total())).collect::<Vec<_>>(),
-        [(7220, 3), (7230, 3), (7240, 3), (7250, 3)]
+        each.iter().map(|b| (b.start, b.version.as_str(), b.total())).collect::<Vec<_>>(),
+        [7220, 7230, 7240, 7250].iter().flat_map(|&s| [(s, "1.0.0", 1), (s, "2.0.0", 2)]).collect::<Vec<_>>()
     );
-    assert!(merged.iter().all(|b| b.version.is_empty() && b.plugin == "tax"));
-    let one = t.live("tax", Some("2.0.0"), at(7235, 0), at(7250, 0));
+    assert!(each.iter().all(|b| b.plugin == "tax"));
+    let one = t.live("tax", Some("2.0.0"), Resolution::TenSeconds, at(7235, 0), at(7250, 0));
     assert_eq!(one.iter().map(|b| (b.start, b.total())).collect::<Vec<_>>(), [(7230, 2), (7240, 2)]);
     assert_eq!(one[0].version, "2.0.0");
-    assert!(t.live("tax", Some("3.0.0"), at(7000, 0), at(8000, 0)).is_empty());
+    assert!(t.live("tax", Some("3.0.0"), Resolution::TenSeconds, at(7000, 0), at(8000, 0)).is_empty());
 
     t.remove_plugin("tax");
-    assert!(t.live("tax", None, at(7000, 0), at(8000, 0)).is_empty());
+    assert!(t.live("tax", None, Resolution::TenSeconds, at(7000, 0), at(8000, 0)).is_empty());
     assert!(t.overview(at(7255, 0)).is_empty());
 }
 
