@@ -57,6 +57,7 @@ fn root() -> PathBuf {
 
 /// Everything CI checks, in order from cheapest to dearest.
 fn test(root: &Path) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     step("formatting", Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
     tools(root)?;
     plugins(root, false)?;
@@ -68,7 +69,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
     step("tests", Command::new("cargo").args(["test", "--workspace", "--all-targets", "--locked"]))?;
     step("doc tests", Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
     schemathesis::run(root)?;
-    println!("\nxtask: all checks passed");
+    println!("\nxtask: all checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -127,9 +128,13 @@ fn plugins(root: &Path, bless: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs one named step and says how long it took (CI's log shows where the time goes).
 pub(crate) fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
     println!("\nxtask: {name}");
-    run(command).with_context(|| format!("step `{name}` failed"))
+    let started = std::time::Instant::now();
+    let result = run(command).with_context(|| format!("step `{name}` failed"));
+    println!("xtask: {name}: {:.1} s", started.elapsed().as_secs_f64());
+    result
 }
 
 pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
