@@ -1,6 +1,6 @@
 //! The process-wide runtime: one wasmtime `Engine` (pooling allocator, epoch interruption, optional fuel
 //! metering), the linker with exactly the host functions a plugin may reach, the compilation cache on disk,
-//! and the global admission limit.
+//! the global admission limit and the guest executor.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::admission::Slots;
 use crate::bindings;
 use crate::error::{LoadError, RuntimeError};
+use crate::executor::Executor;
 use crate::inspect::inspect;
 use crate::limits::Limits;
 use crate::plugin::Plugin;
@@ -44,6 +45,14 @@ pub struct RuntimeConfig {
     pub prewarm_instances: usize,
     /// Stack available to guest code; deeper recursion traps with `stack_overflow`.
     pub max_wasm_stack: usize,
+    /// Threads of the guest executor, which runs the invocations that outlast their first slice (one epoch
+    /// tick), apart from the caller's async workers. Defaults to the number of cores.
+    pub guest_threads: usize,
+    /// OS niceness of the guest threads (0–19; higher yields the cores to the HTTP workers first).
+    pub guest_nice: i32,
+    /// A guest is stopped once this many times its timeout has passed on the wall clock, however little of it
+    /// was execution: the backstop that keeps a starved invocation from holding its caller for ever.
+    pub wall_backstop_factor: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -59,6 +68,9 @@ impl Default for RuntimeConfig {
             prewarm_threshold: Duration::from_micros(200),
             prewarm_instances: 2,
             max_wasm_stack: 512 << 10,
+            guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            guest_nice: 10,
+            wall_backstop_factor: 10,
         }
     }
 }
@@ -96,6 +108,7 @@ pub(crate) struct Shared {
     pub(crate) ticker: Ticker,
     pub(crate) config: RuntimeConfig,
     pub(crate) in_flight: Slots,
+    pub(crate) executor: Executor,
     /// Identifies this engine's compiled-code format in cache file names.
     cache_key: String,
 }
@@ -115,7 +128,9 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
         // Beyond the in-flight limit, invocations wait (bounded by their own queues and timeouts).
         let in_flight = Slots::new(config.max_in_flight, u32::MAX);
-        Ok(Runtime { shared: Arc::new(Shared { engine, linker, ticker, config, in_flight, cache_key }) })
+        let executor = Executor::start(config.guest_threads, config.guest_nice)
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the guest threads: {e}")))?;
+        Ok(Runtime { shared: Arc::new(Shared { engine, linker, ticker, config, in_flight, executor, cache_key }) })
     }
 
     pub fn config(&self) -> &RuntimeConfig {

@@ -20,6 +20,7 @@ mod bindings;
 mod cpu;
 mod engine;
 mod error;
+mod executor;
 mod inspect;
 mod limits;
 mod plugin;

@@ -1,7 +1,7 @@
 //! A loaded plugin and the path of one invocation: admission, a fresh instance, the call under every limit,
 //! and the record of what happened.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,13 +9,14 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::admission::{Slot, Slots};
 use crate::bindings::{self, PluginPre};
-use crate::cpu::CpuMetered;
+use crate::cpu::{Execution, Metered};
 use crate::engine::{LoadOptions, Prewarm, Shared};
 use crate::error::LoadError;
+use crate::executor::Group;
 use crate::inspect::Inspection;
 use crate::limits::Limits;
 use crate::record::{Invocation, Outcome};
-use crate::state::{PluginConfig, State};
+use crate::state::{PluginConfig, State, Stop};
 
 /// Fuel given when a plugin has no budget: effectively unlimited, still measured.
 const UNLIMITED_FUEL: u64 = i64::MAX as u64;
@@ -23,6 +24,11 @@ const UNLIMITED_FUEL: u64 = i64::MAX as u64;
 const MAX_DETAIL_BYTES: usize = 4096;
 /// Instantiating an instance ahead of use may take at most this long (or the plugin's timeout, if longer).
 const PREWARM_DEADLINE: Duration = Duration::from_secs(2);
+/// With fuel metering, a running guest writes its fuel counter back to the store (and yields) every this many
+/// instructions: an invocation stopped by its timeout then reports what it executed, to within this count.
+/// (wasmtime's epoch check does not write the counter back, so without this a call-free loop would report
+/// next to nothing.) About 1 ms of execution on the reference machine.
+pub(crate) const FUEL_SLICE: u64 = 2_000_000;
 
 /// A loaded, validated plugin. Cheap to clone; invocations may run concurrently.
 #[derive(Clone)]
@@ -41,6 +47,11 @@ struct Inner {
     slots: Slots,
     cold_start: Duration,
     warm: WarmPool,
+    /// This plugin's queue in the guest executor.
+    group: Group,
+    /// Whether its last invocation outlasted its first slice: the next one then goes straight to the guest
+    /// executor instead of starting on the caller's thread.
+    slow: AtomicBool,
 }
 
 /// Instances made ahead of time, each used by exactly one invocation and then dropped.
@@ -92,6 +103,8 @@ impl Plugin {
                 config,
                 cold_start,
                 warm: WarmPool { target, ready: Mutex::new(Vec::new()), refilling: AtomicBool::new(false) },
+                group: NEXT_GROUP.fetch_add(1, Ordering::Relaxed),
+                slow: AtomicBool::new(false),
             }),
         };
         plugin.inner.refill();
@@ -175,21 +188,42 @@ impl Plugin {
         };
         // Clock reads cost ~20 ns each: reuse the admission reading unless the invocation had to wait.
         let start = if waited { Instant::now() } else { admitted };
-        record.queued = start - admitted;
 
         let _active = inner.shared.ticker.active();
-        let ((result, store, instantiate), cpu) =
-            CpuMetered::starting_at(start, inner.execute(hook, input, start)).await;
-        record.cpu = cpu;
-        record.instantiate = instantiate;
-        inner.finish(&mut record, result, &store);
-        drop(store);
+        let execution = Execution::new(start);
+        // The first slice runs here, on the caller's thread (most invocations end within it); one that
+        // outlasts it continues on the guest executor, as does every invocation of a plugin whose last one did.
+        let task = {
+            let this = self.inner.clone();
+            let (hook, input) = (hook.to_owned(), input.to_vec());
+            let meter = execution.clone();
+            let future =
+                Metered::new(execution.clone(), async move { this.execute(&hook, &input, start, meter).await });
+            let waiting = execution.clone();
+            let inline = !inner.slow.load(Ordering::Relaxed);
+            inner.shared.executor.spawn(inner.group, future, inline, move || waiting.mark_runnable())
+        };
+        let finished = task.fallible().await;
+        inner.slow.store(execution.polls() > 1, Ordering::Relaxed);
+        record.cpu = execution.cpu();
+        record.queued = (start - admitted) + execution.waited();
+        match finished {
+            Some((result, store, instantiate)) => {
+                record.instantiate = instantiate;
+                inner.finish(&mut record, result, &store, &execution);
+                drop(store);
+            }
+            None => record.fail(Outcome::Rejected, "the runtime shut down before the invocation finished"),
+        }
         record.wall = admitted.elapsed();
         record
     }
 }
 
 type CallResult = wasmtime::Result<Result<Vec<u8>, String>>;
+
+/// Scheduling groups (one per loaded plugin) are numbered from here.
+static NEXT_GROUP: AtomicU64 = AtomicU64::new(0);
 
 impl Inner {
     /// Takes a concurrency slot for this plugin and one in the process, waiting in a bounded queue at most
@@ -202,8 +236,14 @@ impl Inner {
     }
 
     /// Gets an instance (pre-instantiated or fresh) and calls `handle` under the plugin's limits.
-    async fn execute(&self, hook: &str, input: &[u8], start: Instant) -> (CallResult, Store<State>, Duration) {
-        let deadline = start + self.limits.timeout;
+    async fn execute(
+        &self,
+        hook: &str,
+        input: &[u8],
+        start: Instant,
+        execution: Arc<Execution>,
+    ) -> (CallResult, Store<State>, Duration) {
+        let deadline = start + self.wall_backstop();
         let warm = self.warm.take();
         if warm.is_some() {
             self.refill();
@@ -211,11 +251,13 @@ impl Inner {
         let (mut store, instance, instantiate) = match warm {
             Some(Warm { mut store, instance }) => {
                 store.data_mut().deadline = deadline;
+                store.data_mut().execution = Some((execution, self.limits.timeout));
                 store.data_mut().log.restart_clock(start);
                 (store, instance, Duration::ZERO)
             }
             None => {
                 let mut store = new_store(&self.shared, &self.config, &self.limits, start, deadline);
+                store.data_mut().execution = Some((execution, self.limits.timeout));
                 match self.pre.instantiate_async(&mut store).await {
                     Ok(instance) => (store, instance, start.elapsed()),
                     Err(error) => return (Err(error), store, start.elapsed()),
@@ -236,14 +278,18 @@ impl Inner {
         self.limits.fuel.unwrap_or(UNLIMITED_FUEL)
     }
 
+    /// How long on the wall clock an invocation may take, waiting included, before it is stopped anyway.
+    fn wall_backstop(&self) -> Duration {
+        self.limits.timeout.saturating_mul(self.shared.config.wall_backstop_factor.max(1))
+    }
+
     /// Turns the call's result and the store's meters into the record.
-    fn finish(&self, record: &mut Invocation, result: CallResult, store: &Store<State>) {
+    fn finish(&self, record: &mut Invocation, result: CallResult, store: &Store<State>, execution: &Execution) {
         let state = store.data();
         record.memory_peak_bytes = state.meter.peak;
-        // When the deadline stops a guest, wasmtime has not written back the fuel the running function
-        // consumed since its last call (the epoch check does not flush it), so the count would be far too
-        // low: report none rather than a wrong figure.
-        if self.shared.config.meter_instructions && !state.timed_out {
+        // When the deadline stops a guest, the fuel it consumed since the counter was last written back (at
+        // its last call, return or fuel slice) is lost: for a timeout the count is short by under FUEL_SLICE.
+        if self.shared.config.meter_instructions {
             record.instructions = store.get_fuel().ok().map(|left| self.fuel_budget().saturating_sub(left));
         }
         (record.logs, record.logs_dropped_bytes) = state.log.take();
@@ -264,13 +310,24 @@ impl Inner {
                 }
             }
             Ok(Err(message)) => record.fail(Outcome::PluginError, truncate(message)),
-            Err(error) => self.classify(record, &error, state),
+            Err(error) => self.classify(record, &error, state, execution),
         }
     }
 
-    fn classify(&self, record: &mut Invocation, error: &wasmtime::Error, state: &State) {
-        if state.timed_out {
-            record.fail(Outcome::Timeout, format!("exceeded the wall-clock limit of {:?}", self.limits.timeout));
+    fn classify(&self, record: &mut Invocation, error: &wasmtime::Error, state: &State, execution: &Execution) {
+        if state.stopped == Some(Stop::Timeout) {
+            record.fail(Outcome::Timeout, format!("exceeded the execution-time limit of {:?}", self.limits.timeout));
+        } else if state.stopped == Some(Stop::Backstop) {
+            tracing::warn!(message = "An invocation was stopped by the wall-clock backstop.", plugin = %self.inspection.sha256, executed = ?execution.cpu(), waited = ?execution.waited());
+            record.fail(
+                Outcome::Timeout,
+                format!(
+                    "stopped by the wall-clock backstop of {:?} ({}× the timeout) after executing {:?}: the host is overloaded",
+                    self.wall_backstop(),
+                    self.shared.config.wall_backstop_factor,
+                    execution.cpu()
+                ),
+            );
         } else if state.meter.hit {
             record.fail(
                 Outcome::MemoryLimit,
@@ -381,16 +438,29 @@ fn new_store(
     let state = State::new(config.clone(), limits.memory_bytes, limits.max_log_bytes, start, deadline);
     let mut store = Store::new(&shared.engine, state);
     store.limiter(|state| &mut state.meter);
-    store.epoch_deadline_callback(|mut ctx| {
+    let half_tick = shared.config.epoch_tick / 2;
+    store.epoch_deadline_callback(move |mut ctx| {
         let state = ctx.data_mut();
         if Instant::now() >= state.deadline {
-            state.timed_out = true;
+            state.stopped = Some(Stop::Backstop);
             return Err(wasmtime::Error::msg("wall-clock limit reached"));
+        }
+        if let Some((execution, timeout)) = &state.execution {
+            let slice = execution.current_slice();
+            if execution.cpu() + slice >= *timeout {
+                state.stopped = Some(Stop::Timeout);
+                return Err(wasmtime::Error::msg("execution-time limit reached"));
+            }
+            // Resumed just now (after waiting for a thread, the epoch moved on): run a slice before yielding.
+            if slice < half_tick {
+                return Ok(UpdateDeadline::Continue(1));
+            }
         }
         Ok(UpdateDeadline::Yield(1))
     });
     store.set_epoch_deadline(1);
     if shared.config.meter_instructions {
+        store.fuel_async_yield_interval(Some(FUEL_SLICE)).expect("fuel metering is enabled");
         store.set_fuel(limits.fuel.unwrap_or(UNLIMITED_FUEL)).expect("fuel metering is enabled");
     }
     store

@@ -1,11 +1,11 @@
 //! The data each invocation's `Store` carries: the sandboxed WASI context, the bounded log, the memory meter
-//! and the deadline; plus the host side of the `plugwatch:plugin/host` interface.
+//! and the deadlines; plus the host side of the `plugwatch:plugin/host` interface.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::bindings::{WitLevel, plugwatch::plugin::host};
+use crate::cpu::Execution;
 use crate::record::{Level, LogLine, LogSource};
 
 /// Operator-set configuration values of one plugin, shared by all its invocations.
@@ -30,9 +31,22 @@ pub(crate) struct State {
     pub(crate) log: LogBuffer,
     pub(crate) meter: MemoryMeter,
     config: PluginConfig,
-    /// Past this instant the epoch callback stops the guest.
+    /// Past this instant the epoch callback stops the guest whatever it executed: the wall-clock backstop.
     pub(crate) deadline: Instant,
-    pub(crate) timed_out: bool,
+    /// The execution-time limit and the meter it is checked against, once the invocation runs (none while
+    /// an instance is made ahead of use).
+    pub(crate) execution: Option<(Arc<Execution>, Duration)>,
+    /// Why the epoch callback stopped the guest, if it did.
+    pub(crate) stopped: Option<Stop>,
+}
+
+/// Why the epoch callback stopped a guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// It executed for its whole timeout.
+    Timeout,
+    /// The wall-clock backstop passed (it waited far longer than it ran).
+    Backstop,
 }
 
 impl State {
@@ -52,7 +66,8 @@ impl State {
             meter: MemoryMeter { cap: memory_cap, total: 0, peak: 0, hit: false },
             config,
             deadline,
-            timed_out: false,
+            execution: None,
+            stopped: None,
         }
     }
 

@@ -129,6 +129,10 @@ pub struct RuntimeSettings {
     pub max_memory_bytes: u64,
     pub max_plugin_bytes: usize,
     pub prewarm_instances: usize,
+    /// Threads that run invocations outlasting one epoch tick (default: the number of cores).
+    pub guest_threads: usize,
+    /// Niceness of those threads (0–19): higher leaves the cores to HTTP first.
+    pub guest_nice: i32,
 }
 
 impl Default for RuntimeSettings {
@@ -141,6 +145,8 @@ impl Default for RuntimeSettings {
             max_memory_bytes: d.max_memory_bytes,
             max_plugin_bytes: d.max_plugin_bytes,
             prewarm_instances: d.prewarm_instances,
+            guest_threads: d.guest_threads,
+            guest_nice: d.guest_nice,
         }
     }
 }
@@ -234,6 +240,12 @@ impl ServeConfig {
         if a.session_idle_minutes == 0 || a.session_absolute_hours == 0 || a.lockout_threshold == 0 {
             return Err("`access.session_idle_minutes`, `access.session_absolute_hours` and `access.lockout_threshold` must be at least 1".into());
         }
+        if self.runtime.guest_threads == 0 {
+            return Err("`runtime.guest_threads` must be at least 1".into());
+        }
+        if !(0..=19).contains(&self.runtime.guest_nice) {
+            return Err("`runtime.guest_nice` must be between 0 and 19".into());
+        }
         if self.runtime.max_memory_bytes < 64 << 10 {
             return Err("`runtime.max_memory_bytes` must be at least 65536 (one page)".into());
         }
@@ -249,6 +261,8 @@ impl ServeConfig {
             max_memory_bytes: r.max_memory_bytes,
             max_plugin_bytes: r.max_plugin_bytes,
             prewarm_instances: r.prewarm_instances,
+            guest_threads: r.guest_threads,
+            guest_nice: r.guest_nice,
             cache_dir: Some(self.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("compiled"))),
             ..plugwatch_runtime::RuntimeConfig::default()
         }

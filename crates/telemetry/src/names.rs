@@ -40,6 +40,12 @@ pub const PLUGIN_CPU: Family = Family {
     help: "CPU time consumed by plugin invocations since the process started.",
 };
 
+pub const PLUGIN_QUEUE: Family = Family {
+    name: "plugwatch_plugin_queue_seconds_total",
+    kind: MetricKind::Counter,
+    help: "Time plugin invocations spent waiting (for a concurrency slot or a guest thread) since the process started.",
+};
+
 pub const PLUGIN_INSTRUCTIONS: Family = Family {
     name: "plugwatch_plugin_instructions_total",
     kind: MetricKind::Counter,
@@ -98,10 +104,11 @@ pub const PROCESS_CPU_SECONDS: Family = Family {
 };
 
 /// Every family above, in exposition order.
-pub const ALL: [Family; 14] = [
+pub const ALL: [Family; 15] = [
     PLUGIN_INVOCATIONS,
     PLUGIN_DURATION,
     PLUGIN_CPU,
+    PLUGIN_QUEUE,
     PLUGIN_INSTRUCTIONS,
     PLUGIN_MEMORY_PEAK,
     PLUGIN_INPUT_BYTES,

@@ -62,8 +62,9 @@ fn encode_plugins(e: &mut Exposition<'_>, series: &[(Arc<Series>, Snapshot)]) {
         e.sample(&count, &labels(s), cumulative as f64);
     }
 
-    let per_series: [(&Family, SeriesValue); 5] = [
+    let per_series: [(&Family, SeriesValue); 6] = [
         (&names::PLUGIN_CPU, |s| s.totals.cpu_ns as f64 / 1e9),
+        (&names::PLUGIN_QUEUE, |s| s.totals.queued_ns as f64 / 1e9),
         (&names::PLUGIN_INSTRUCTIONS, |s| s.totals.instructions as f64),
         (&names::PLUGIN_MEMORY_PEAK, |s| s.memory_peak as f64),
         (&names::PLUGIN_INPUT_BYTES, |s| s.totals.input_bytes as f64),

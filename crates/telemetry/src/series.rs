@@ -61,6 +61,7 @@ pub(crate) struct Totals {
     pub counts: [u64; 9],
     pub wall_ns: u64,
     pub cpu_ns: u64,
+    pub queued_ns: u64,
     pub instructions: u64,
     pub input_bytes: u64,
     pub output_bytes: u64,
@@ -76,6 +77,7 @@ impl Totals {
         }
         self.wall_ns += other.wall_ns;
         self.cpu_ns += other.cpu_ns;
+        self.queued_ns += other.queued_ns;
         self.instructions += other.instructions;
         self.input_bytes += other.input_bytes;
         self.output_bytes += other.output_bytes;
@@ -257,6 +259,7 @@ impl Series {
         totals.counts[invocation.outcome.index()] += 1;
         totals.wall_ns += nanos(invocation.wall);
         totals.cpu_ns += nanos(invocation.cpu);
+        totals.queued_ns += nanos(invocation.queued);
         totals.instructions += invocation.instructions.unwrap_or(0);
         totals.input_bytes += invocation.input_bytes;
         totals.output_bytes += invocation.output_bytes;

@@ -518,6 +518,8 @@ fn prometheus_output_parses_with_the_right_values() {
 
     let cpu = value(names::PLUGIN_CPU.name, ValueType::Sample, &series);
     assert!((cpu - (0.000_025 + 0.000_05 + 0.0015 + 15.0 + 0.0005)).abs() < 1e-9, "{cpu}");
+    let queued = value(names::PLUGIN_QUEUE.name, ValueType::Sample, &series);
+    assert!((queued - 5.0 * 0.000_005).abs() < 1e-12, "five invocations waited 5 µs each: {queued}");
     assert_eq!(value(names::PLUGIN_INSTRUCTIONS.name, ValueType::Sample, &series), 4000.0);
     assert_eq!(value(names::PLUGIN_MEMORY_PEAK.name, ValueType::Sample, &series), (1 << 24) as f64);
     assert_eq!(

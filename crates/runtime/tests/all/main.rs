@@ -5,5 +5,7 @@ mod support;
 
 mod guests;
 mod limits;
+mod load;
 mod loading;
 mod measurement;
+mod scheduling;

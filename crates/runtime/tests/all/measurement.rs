@@ -4,13 +4,7 @@ use plugwatch_runtime::{Level, Limits, LoadOptions, LogSource, Outcome};
 
 use crate::support::*;
 
-/// Spins `input_len * 1000` times.
-const WORK: &str = r#"(local.set $n (i32.mul (local.get $input_len) (i32.const 1000)))
-    (block $done (loop $spin
-      (br_if $done (i32.eqz (local.get $n)))
-      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
-      (br $spin)))
-    (call $ok (i32.const 0) (i32.const 0))"#;
+const WORK: &str = SPIN;
 
 #[tokio::test]
 async fn instructions_grow_with_work() {

@@ -10,9 +10,16 @@ use plugwatch_runtime::{Invocation, Limits, LoadOptions, Plugin, Runtime, Runtim
 /// A runtime with the default configuration, sharing one compile cache across tests and runs (compiling
 /// the Python and JavaScript guests takes seconds each).
 pub fn runtime() -> Runtime {
-    let cache_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-compile-cache");
-    Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir), ..RuntimeConfig::default() }).expect("runtime starts")
+    runtime_with(RuntimeConfig::default())
 }
+
+/// A runtime with `config`, sharing the tests' compile cache.
+pub fn runtime_with(config: RuntimeConfig) -> Runtime {
+    let cache_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-compile-cache");
+    Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir), ..config }).expect("runtime starts")
+}
+
+pub use crate::load::{LOOP, SPIN, spin_input_for};
 
 /// A component implementing the plugwatch world whose core `handle` function runs `body`.
 ///

@@ -82,3 +82,65 @@ async fn a_hook_without_subscribers_returns_its_input_and_bad_modes_are_refused(
     assert_eq!(status, 400);
     assert!(body["error"]["message"].as_str().unwrap().contains("broadcast"));
 }
+
+#[tokio::test]
+async fn a_fail_closed_filter_whose_plugin_is_overloaded_answers_503_with_retry_after() {
+    let server = TestServer::start().await;
+    let m = json!({
+        "name": "pricing", "version": "1.0.0", "hooks": [{"hook": "order.pricing", "priority": 10}],
+        "failure_policy": "fail_closed", "limits": {"max_concurrency": 1, "max_queue": 0, "timeout_ms": 1500},
+    });
+    assert_eq!(server.upload(m, spinner()).await.0, 201);
+    let busy = server.post("/api/v1/hooks/order.pricing", json!({"input": 0}));
+    let turned_away = async {
+        // The spinner holds the plugin's one slot for its whole timeout.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let response = server
+            .client
+            .post(server.url("/api/v1/hooks/order.pricing"))
+            .json(&json!({"input": 0}))
+            .send()
+            .await
+            .unwrap();
+        (response.headers().get("retry-after").cloned(), status_json(response).await)
+    };
+    let ((status, body), (retry, (status2, body2))) = tokio::join!(busy, turned_away);
+    assert_eq!(status, 502, "the spinner itself timed out: {body}");
+    assert_eq!(body["plugins"][0]["outcome"], "timeout");
+    assert_eq!(status2, 503, "{body2}");
+    assert_eq!(body2["plugins"][0]["outcome"], "rejected");
+    assert_eq!(retry.expect("Retry-After"), "1");
+}
+
+#[tokio::test]
+async fn concurrent_hook_calls_of_a_compute_plugin_wait_for_the_cores_instead_of_failing() {
+    let server = TestServer::start().await;
+    let m = json!({
+        "name": "pricing", "version": "1.0.0", "hooks": [{"hook": "order.pricing", "priority": 10}],
+        "failure_policy": "fail_closed",
+    });
+    assert_eq!(server.upload(m, worker()).await.0, 201);
+    // Each call spins 2.5×10⁷ times (about 15 ms here), well within the default 100 ms timeout alone;
+    // sixteen at once need more wall time than that from two cores.
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, url) = (server.client.clone(), server.url("/api/v1/hooks/order.pricing"));
+            tokio::spawn(async move {
+                status_json(client.post(url).json(&json!({"input": "x".repeat(23)})).send().await.unwrap()).await
+            })
+        })
+        .collect();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["plugins"][0]["outcome"], "ok");
+    }
+    // The wait is measured and exposed.
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("plugwatch_plugin_queue_seconds_total{plugin=\"pricing\""))
+        .unwrap_or_else(|| panic!("no queue wait for the plugin:\n{metrics}"));
+    let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(seconds > 0.0, "{line}");
+}
