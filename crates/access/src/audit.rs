@@ -33,24 +33,27 @@ impl Access {
 }
 
 pub(crate) async fn record_at(store: &Store, at: SystemTime, entry: AuditEntry) -> Result<()> {
+    store.insert_audit(&row(at, entry)).await?;
+    Ok(())
+}
+
+/// The row an entry is stored as.
+pub(crate) fn row(at: SystemTime, entry: AuditEntry) -> NewAuditRow {
     let (actor_kind, actor, role) = match &entry.actor {
         Some(p) => (p.kind, p.name.clone(), Some(p.role.as_str().to_owned())),
         None => (ActorKind::Anonymous, String::new(), None),
     };
-    store
-        .insert_audit(&NewAuditRow {
-            at,
-            actor_kind: actor_kind.as_str().to_owned(),
-            actor,
-            role,
-            action: entry.action,
-            target: entry.target,
-            source: entry.source,
-            result: entry.result.as_str().to_owned(),
-            detail: entry.detail,
-        })
-        .await?;
-    Ok(())
+    NewAuditRow {
+        at,
+        actor_kind: actor_kind.as_str().to_owned(),
+        actor,
+        role,
+        action: entry.action,
+        target: entry.target,
+        source: entry.source,
+        result: entry.result.as_str().to_owned(),
+        detail: entry.detail,
+    }
 }
 
 fn record(row: AuditRow) -> Result<AuditRecord> {
@@ -65,5 +68,6 @@ fn record(row: AuditRow) -> Result<AuditRecord> {
         source: row.source,
         result: parse_stored(&row.result, "audit result")?,
         detail: row.detail,
+        count: row.count,
     })
 }

@@ -31,6 +31,7 @@ pub use model::{
 };
 pub use role::{Permission, Role};
 pub use secret::generate_password;
+pub use users::UserUpdate;
 
 /// Everything that can go wrong in access control. Messages are fit to show the caller, except `Store`'s.
 #[derive(Debug, thiserror::Error)]

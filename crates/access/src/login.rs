@@ -3,8 +3,8 @@
 //! Lockout counts failed attempts per username (since its last successful sign-in) and per source address
 //! (successes do not reset these, so an attacker with one valid account cannot clear its address's count).
 //! `lockout_threshold` failures within `lockout_window` lock the username or address out until
-//! `lockout_duration` after the last of them; attempts refused during a lockout are audited but not counted,
-//! so they do not prolong it. An attempt counts as a failure from before its password is checked, so a burst
+//! `lockout_duration` after the last of them; attempts refused during a lockout do not count, so they do not
+//! prolong it, and are audited as one entry per lockout whose `count` says how many were refused. An attempt counts as a failure from before its password is checked, so a burst
 //! of simultaneous guesses gets no more checks than the threshold (within this process).
 
 use std::time::{Duration, SystemTime};
@@ -14,9 +14,18 @@ use plugwatch_store::{AttemptKey, StoreError};
 use crate::secret::{random_secret, sha256_hex, verify_password};
 use crate::users::{MAX_USERNAME_LEN, valid_username};
 use crate::{
-    Access, AccessError, ActorKind, AuditEntry, AuditResult, Principal, Result, Session, audit::record_at, clip,
+    Access, AccessError, ActorKind, AuditEntry, AuditResult, Principal, Result, Session, audit, audit::record_at, clip,
     parse_stored,
 };
+
+/// A lockout still running.
+struct Lockout<'k> {
+    /// What is locked out: the username or the address.
+    key: AttemptKey<'k>,
+    /// The failure that started it.
+    started_at: SystemTime,
+    retry_after: Duration,
+}
 
 /// The longest source address recorded.
 const MAX_SOURCE_LEN: usize = 128;
@@ -48,11 +57,19 @@ impl Access {
         // lockout check and that record are one step: however many attempts arrive at once, no more than
         // `lockout_threshold` of them get their password checked.
         let gate = self.login_gate.lock().await;
-        if let Some(retry_after) = self.locked_out(name, source, now).await? {
+        if let Some(lockout) = self.locked_out(name, source, now).await? {
+            // One audit entry per lockout counts every attempt it refuses, so that refused attempts (which
+            // cost the caller nothing) cannot grow the log; it is written inside the gate so that a burst
+            // of them shares one entry.
+            let by = match lockout.key {
+                AttemptKey::Username(_) => "username",
+                AttemptKey::Source(_) => "address",
+            };
+            let detail = format!("locked out (by {by}); `count` is the number of attempts refused");
+            let row = audit::row(now, audit(AuditResult::Denied, Some(detail)));
+            self.store.count_refused_login(lockout.key, lockout.started_at, &row).await?;
             drop(gate);
-            let detail = format!("locked out for another {} s", retry_after.as_secs().max(1));
-            record_at(&self.store, now, audit(AuditResult::Denied, Some(detail))).await?;
-            return Err(AccessError::LockedOut { retry_after });
+            return Err(AccessError::LockedOut { retry_after: lockout.retry_after });
         }
         let attempt = self.store.insert_login_attempt(now, name, source, false).await?;
         drop(gate);
@@ -65,7 +82,7 @@ impl Access {
             Some(user) if matches => user,
             user => {
                 let mut detail = if user.is_some() { "wrong password" } else { "unknown user" }.to_owned();
-                if let Some(retry_after) = self.locked_out(name, source, now).await? {
+                if let Some(Lockout { retry_after, .. }) = self.locked_out(name, source, now).await? {
                     tracing::warn!(
                         message = "Repeated failed sign-ins: locking out.",
                         username = name,
@@ -99,23 +116,26 @@ impl Access {
         Ok((principal, Session { secret, csrf, expires_at }))
     }
 
-    /// How long the username or the address is still locked out, if either is.
-    async fn locked_out(&self, username: &str, source: &str, now: SystemTime) -> Result<Option<Duration>> {
+    /// The lockout of the username or the address still running, if either is (the one that lasts longer
+    /// when both are).
+    async fn locked_out<'k>(&self, username: &'k str, source: &'k str, now: SystemTime) -> Result<Option<Lockout<'k>>> {
         let c = &*self.config;
         if c.lockout_threshold == 0 {
             return Ok(None);
         }
         // A failure older than this can neither lock out nor be part of a lockout still running.
         let since = now.checked_sub(c.lockout_window + c.lockout_duration).unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut longest = None;
+        let mut longest: Option<Lockout<'k>> = None;
         for key in [AttemptKey::Username(username), AttemptKey::Source(source)] {
             let failures = self.store.login_failures(key, since, c.lockout_threshold).await?;
             let (Some(&newest), Some(&oldest)) = (failures.first(), failures.last()) else { continue };
             let within_window = newest.duration_since(oldest).unwrap_or_default() <= c.lockout_window;
             if failures.len() as u64 >= u64::from(c.lockout_threshold) && within_window {
                 let left = (newest + c.lockout_duration).duration_since(now).unwrap_or_default();
-                if !left.is_zero() {
-                    longest = longest.max(Some(left));
+                if !left.is_zero() && longest.as_ref().is_none_or(|l| left > l.retry_after) {
+                    // Refused attempts are not recorded as failures, so the newest failure stays the one
+                    // that started this lockout for as long as it runs.
+                    longest = Some(Lockout { key, started_at: newest, retry_after: left });
                 }
             }
         }

@@ -195,6 +195,9 @@ pub struct AuditRecord {
     pub source: Option<String>,
     pub result: AuditResult,
     pub detail: Option<String>,
+    /// How many events the entry stands for: 1, or the sign-ins refused during one lockout (one entry per
+    /// lockout, counted as they come).
+    pub count: u64,
 }
 
 /// Which audit entries to read; every field that is set must match.

@@ -1,12 +1,30 @@
 //! Users: the first admin, creation with the username and password policy, role and password changes,
 //! disabling and deletion, with the last enabled admin protected.
 
-use plugwatch_store::{Guarded, UserRecord};
+use plugwatch_store::{Guarded, UserChange, UserRecord};
 
 use crate::secret::{generate_password, hash_password};
 use crate::{
     Access, AccessError, AuditEntry, AuditResult, Principal, Result, Role, User, audit::record_at, parse_stored,
 };
+
+/// What to change about a user; `None` fields stay as they are. Its `Debug` leaves out the password.
+#[derive(Clone, Copy, Default)]
+pub struct UserUpdate<'a> {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub password: Option<&'a str>,
+}
+
+impl std::fmt::Debug for UserUpdate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserUpdate")
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .field("password", &self.password.map(|_| "<redacted>"))
+            .finish()
+    }
+}
 
 /// The longest username.
 pub(crate) const MAX_USERNAME_LEN: usize = 64;
@@ -83,31 +101,41 @@ impl Access {
         }
     }
 
-    /// Changes a user's role. The last enabled admin cannot be demoted. Its sessions go on with the new
-    /// role, and its tokens are limited by it.
-    pub async fn set_role(&self, username: &str, role: Role) -> Result<User> {
-        let changed = self.store.set_user_role(username, role.as_str(), self.now()).await?;
-        self.token_cache.clear();
-        guarded(username, changed).and_then(user)
-    }
-
-    /// Replaces a user's password (following the policy) and ends the user's sessions.
-    pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
-        self.check_password(password)?;
-        let hash = hash_password(password).await;
-        if self.store.set_user_password(username, &hash, self.now()).await? {
-            Ok(())
-        } else {
-            Err(AccessError::UnknownUser(username.to_owned()))
+    /// Applies every field of `update` to a user, or none: every field is checked first, then all are
+    /// stored in one transaction, refused as a whole if the user is unknown or if the result would leave no
+    /// enabled admin. A new password (following the policy) or disabling ends the user's sessions; a new
+    /// role applies to its sessions at once and limits its tokens; a disabled user's tokens stop working.
+    pub async fn update_user(&self, username: &str, update: UserUpdate<'_>) -> Result<User> {
+        if let Some(password) = update.password {
+            self.check_password(password)?;
         }
-    }
-
-    /// Disables or re-enables a user. The last enabled admin cannot be disabled. Disabling ends the user's
-    /// sessions; its tokens stop working while it is disabled.
-    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User> {
-        let changed = self.store.set_user_disabled(username, disabled, self.now()).await?;
+        let hash = match update.password {
+            Some(password) => Some(hash_password(password).await),
+            None => None,
+        };
+        let change = UserChange {
+            role: update.role.map(Role::as_str),
+            disabled: update.disabled,
+            password_hash: hash.as_deref(),
+        };
+        let changed = self.store.update_user(username, &change, self.now()).await?;
         self.token_cache.clear();
         guarded(username, changed).and_then(user)
+    }
+
+    /// Changes a user's role (see [`Access::update_user`]).
+    pub async fn set_role(&self, username: &str, role: Role) -> Result<User> {
+        self.update_user(username, UserUpdate { role: Some(role), ..UserUpdate::default() }).await
+    }
+
+    /// Replaces a user's password and ends its sessions (see [`Access::update_user`]).
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
+        self.update_user(username, UserUpdate { password: Some(password), ..UserUpdate::default() }).await.map(drop)
+    }
+
+    /// Disables or re-enables a user (see [`Access::update_user`]).
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User> {
+        self.update_user(username, UserUpdate { disabled: Some(disabled), ..UserUpdate::default() }).await
     }
 
     /// Deletes a user, never the last enabled admin: ends its sessions and revokes its tokens (which stay

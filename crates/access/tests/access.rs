@@ -159,6 +159,71 @@ async fn a_burst_of_attempts_gets_no_more_password_checks_than_the_threshold() {
 }
 
 #[tokio::test]
+async fn attempts_refused_during_a_lockout_are_counted_on_one_audit_entry_per_lockout() {
+    let f = fixture().await.with_users().await;
+    let login_entries = || async {
+        let query = AuditQuery { action: Some("login".into()), limit: 500, ..Default::default() };
+        f.access.audit(&query).await.unwrap()
+    };
+    // Five failures lock out both the username and the address.
+    for _ in 0..5 {
+        assert!(matches!(
+            f.access.login("alice", "wrong-password-xx", "192.0.2.20").await,
+            Err(AccessError::InvalidCredentials)
+        ));
+    }
+    // 20 attempts at the username from rotating addresses, 25 at unknown usernames from the address, 5 at
+    // both: each is refused, none adds an entry of its own.
+    let mut refused = 0;
+    for i in 0..50 {
+        let (name, source) = match i {
+            0..20 => ("alice".to_owned(), format!("198.51.100.{i}")),
+            20..45 => (format!("ghost-{i}"), "192.0.2.20".to_owned()),
+            _ => ("alice".to_owned(), "192.0.2.20".to_owned()),
+        };
+        let password = if i % 2 == 0 { ALICE_PASSWORD } else { "guess-guess-guess" };
+        assert!(matches!(f.access.login(&name, password, &source).await, Err(AccessError::LockedOut { .. })));
+        refused += 1;
+        f.clock.advance(Duration::from_secs(1));
+    }
+    let entries = login_entries().await;
+    assert_eq!(entries.len(), 5 + 2, "five failures and one entry per lockout: {entries:#?}");
+    let denied: Vec<_> = entries
+        .iter()
+        .filter(|e| e.result == AuditResult::Denied)
+        .map(|e| (e.target.as_str(), e.source.as_deref(), e.count, e.detail.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        denied,
+        [
+            ("ghost-20", Some("192.0.2.20"), 25, "locked out (by address); `count` is the number of attempts refused"),
+            ("alice", Some("198.51.100.0"), 25, "locked out (by username); `count` is the number of attempts refused"),
+        ]
+    );
+    assert_eq!(denied.iter().map(|d| d.2).sum::<u64>(), refused);
+    assert!(entries.iter().filter(|e| e.result != AuditResult::Denied).all(|e| e.count == 1));
+
+    // The next lockout, once this one is over, gets an entry of its own.
+    f.clock.advance(15 * MINUTE);
+    for _ in 0..5 {
+        assert!(f.access.login("alice", "wrong-password-xx", "192.0.2.21").await.is_err());
+    }
+    for _ in 0..3 {
+        assert!(matches!(
+            f.access.login("alice", ALICE_PASSWORD, "192.0.2.21").await,
+            Err(AccessError::LockedOut { .. })
+        ));
+    }
+    let entries = login_entries().await;
+    assert_eq!(entries.len(), 7 + 5 + 1);
+    assert_eq!((entries[0].result, entries[0].count), (AuditResult::Denied, 3));
+    // Pruning forgets the lockout with its attempts, never the audit entry.
+    f.clock.advance(60 * MINUTE);
+    f.access.prune(f.clock.now()).await.unwrap();
+    assert_eq!(login_entries().await.len(), 13);
+}
+
+#[tokio::test]
 async fn lockout_per_address_covers_every_username_tried_from_it() {
     let f = fixture().await.with_users().await;
     for name in ["root", "administrator", "alice", "test", "guest"] {
@@ -583,7 +648,7 @@ async fn sign_ins_are_audited_without_secrets() {
             (Anonymous, "", "bob", Failed, "wrong password"),
             (Anonymous, "", "bob", Failed, "wrong password"),
             (Anonymous, "", "bob", Failed, "wrong password; locked out for 900 s"),
-            (Anonymous, "", "bob", Denied, "locked out for another 900 s"),
+            (Anonymous, "", "bob", Denied, "locked out (by username); `count` is the number of attempts refused"),
             (Anonymous, "", "erin", Denied, "user is disabled"),
         ]
     );

@@ -207,14 +207,8 @@ impl Registry {
         let sha256 = self.inner.artifacts.put(&component)?;
         debug_assert_eq!(sha256, plugin.sha256());
         let new = plugwatch_store::NewVersion { sha256: sha256.clone(), size: component.len() as u64, ..new };
-        let stored = self.inner.store.insert_version(&new).await?;
-        let (created, activated) = match stored {
-            Stored::Created { activated } => (true, activated),
-            Stored::AlreadyPresent => (false, false),
-        };
-        if activate && !activated {
-            self.inner.store.activate(&new.plugin, &new.version).await?;
-        }
+        // Storing and activating are one transaction: an upload is stored whole or not at all.
+        let created = matches!(self.inner.store.insert_version(&new, activate).await?, Stored::Created { .. });
         self.reload(&new.plugin).await?;
         let entry = self.plugin(&new.plugin)?;
         let active = entry.active.as_ref().is_some_and(|a| a.version.version == new.version);

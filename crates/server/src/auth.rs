@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use plugwatch_access::{AuditEntry, AuditResult, Permission, Principal};
 
 use crate::AppState;
-use crate::error::{ApiError, internal};
+use crate::error::{ApiError, Problem, internal};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "plugwatch_session";
@@ -141,9 +141,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 pub fn unauthorized(message: &str) -> ApiError {
-    let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
-    e.www_authenticate = true;
-    e
+    Problem::Unauthorized(message.to_owned()).into()
 }
 
 /// The answer to a request without credentials outside the API: a browser navigating to a page is sent to
@@ -157,7 +155,7 @@ pub fn anonymous(headers: &HeaderMap, uri: &axum::http::Uri, message: &str) -> R
 }
 
 fn forbidden(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    Problem::Forbidden(message.into()).into()
 }
 
 /// The target an audited change acted on, when it is not in the path (an upload names its plugin in the
@@ -175,13 +173,11 @@ pub async fn authorize(
 ) -> Response {
     let method = request.method().clone();
     let Some(rule) = rule_for(&method, matched.as_str()) else {
-        if RULES.iter().any(|r| r.path == matched.as_str()) {
-            return ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not allowed here"),
-            )
-            .into_response();
+        let allowed: Vec<&str> =
+            RULES.iter().filter(|r| r.path == matched.as_str()).map(|r| r.method.as_str()).collect();
+        if !allowed.is_empty() {
+            let allowed = HeaderValue::from_str(&allowed.join(", ")).ok();
+            return ApiError::from(Problem::MethodNotAllowed { method, allowed }).into_response();
         }
         tracing::error!(message = "Route without an access rule refused.", %method, path = matched.as_str());
         return forbidden("this route has no access rule").into_response();
@@ -243,12 +239,8 @@ pub async fn authorize(
         if !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), csrf.as_bytes())) {
             audit(AuditResult::Denied, Some("missing or wrong CSRF token".into()), path_target(&mut request).await)
                 .await;
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "csrf",
-                format!("a change made with a session cookie needs the `{CSRF_HEADER}` header from sign-in"),
-            )
-            .into_response();
+            let message = format!("a change made with a session cookie needs the `{CSRF_HEADER}` header from sign-in");
+            return ApiError::from(Problem::Csrf(message)).into_response();
         }
     }
     if rule.audit.is_none() {

@@ -67,11 +67,28 @@ pub struct HttpConfig {
     pub max_upload_bytes: usize,
     /// Mark the session cookie `Secure` (set it when plugwatch is served over HTTPS, e.g. behind the Ingress).
     pub secure_cookies: bool,
+    /// Seconds a client has to send a complete request head, from connecting or from the end of its
+    /// previous response; then the connection is closed.
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may take to arrive, in total (a body trickling in is cut off, answered 408).
+    pub body_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request (at most `header_timeout_secs`).
+    pub keep_alive_secs: u64,
+    /// Connections served at once; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { max_body_bytes: 4 << 20, max_upload_bytes: 80 << 20, secure_cookies: false }
+        HttpConfig {
+            max_body_bytes: 4 << 20,
+            max_upload_bytes: 80 << 20,
+            secure_cookies: false,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            keep_alive_secs: 5,
+            max_connections: 1024,
+        }
     }
 }
 
@@ -232,6 +249,27 @@ impl ServeConfig {
         }
         if self.http.max_body_bytes < 1024 || self.http.max_upload_bytes < 1024 {
             return Err("`http.max_body_bytes` and `http.max_upload_bytes` must be at least 1024".into());
+        }
+        let h = &self.http;
+        for (name, value) in [
+            ("http.header_timeout_secs", h.header_timeout_secs),
+            ("http.body_timeout_secs", h.body_timeout_secs),
+            ("http.keep_alive_secs", h.keep_alive_secs),
+            ("http.max_connections", h.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(format!("`{name}` must be at least 1"));
+            }
+        }
+        if h.keep_alive_secs > h.header_timeout_secs {
+            return Err(
+                "`http.keep_alive_secs` must be at most `http.header_timeout_secs` (the header timer also runs \
+                        while a connection waits for its next request)"
+                    .into(),
+            );
+        }
+        if h.max_connections > 1 << 20 {
+            return Err("`http.max_connections` must be at most 1048576".into());
         }
         if self.runtime.max_instances == 0 || self.runtime.max_in_flight == 0 {
             return Err("`runtime.max_instances` and `runtime.max_in_flight` must be at least 1".into());

@@ -12,6 +12,7 @@ mod error;
 mod extract;
 mod ops;
 mod pages;
+mod serve;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -95,7 +96,8 @@ pub fn app(state: AppState) -> Router {
         .merge(swagger_behind_login(state.clone(), swagger))
         .merge(pages::router())
         .fallback(fallback)
-        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes));
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::json_errors));
     // A span and two clock reads per request are a measurable share of a short invocation: the request
     // trace is only there when someone asked for it (`PLUGWATCH_LOG=tower_http=debug`). Failures are logged
     // where they happen either way.
@@ -104,7 +106,26 @@ pub fn app(state: AppState) -> Router {
     } else {
         router
     };
-    router.with_state(state)
+    let router = serve::with_body_deadline(router, Duration::from_secs(state.config.http.body_timeout_secs));
+    security_headers(router).with_state(state)
+}
+
+/// Headers every response carries, whoever produced it (API, pages, errors, probes, 401s, the fallback);
+/// a page that needs a looser Content-Security-Policy sets its own.
+fn security_headers(router: Router<AppState>) -> Router<AppState> {
+    use axum::http::{HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+    ]
+    .into_iter()
+    .fold(router, |router, (name, value)| {
+        router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)))
+    })
 }
 
 /// A bound, ready server.
@@ -154,38 +175,24 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish (up to
-    /// `drain_timeout_secs`), stops the background tasks and flushes telemetry.
+    /// `drain_timeout_secs`), stops the background tasks and flushes telemetry. Connections are served
+    /// under the `[http]` limits (see `serve`).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let Server { listener, state } = self;
         let (stop_tasks, stopped) = tokio::sync::watch::channel(false);
         let tasks = tasks::spawn(&state, stopped);
         let registry = state.registry.clone();
-        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let drain_timeout = Duration::from_secs(state.config.drain_timeout_secs);
-        let serve = axum::serve(listener, app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!(message = "Shutting down: draining in-flight requests.");
-                registry.start_draining();
-                let _ = draining_tx.send(());
-            });
-        let mut server = tokio::spawn(async move { serve.await });
-        let result = tokio::select! {
-            result = &mut server => result,
-            _ = async { let _ = draining_rx.await; tokio::time::sleep(drain_timeout).await } => {
-                tracing::warn!(message = "Drain timeout reached; closing the remaining connections.");
-                server.abort();
-                Ok(Ok(()))
-            }
+        let on_shutdown = move || {
+            tracing::info!(message = "Shutting down: draining in-flight requests.");
+            registry.start_draining();
         };
+        let result =
+            serve::serve(listener, app(state.clone()), &state.config.http, shutdown, on_shutdown, drain_timeout).await;
         let _ = stop_tasks.send(true);
         tasks::join(tasks, &state).await;
         state.registry.store().close().await;
-        match result {
-            Ok(inner) => inner.map_err(ServerError::Io),
-            Err(join) if join.is_cancelled() => Ok(()),
-            Err(join) => Err(ServerError::Io(std::io::Error::other(join))),
-        }
+        result.map_err(ServerError::Io)
     }
 }
 
@@ -244,7 +251,12 @@ async fn fallback(
 
 /// The browsable API docs (Swagger UI, vendored into the binary): for signed-in callers only.
 fn swagger_behind_login(state: AppState, swagger: utoipa_swagger_ui::SwaggerUi) -> Router<AppState> {
+    use axum::http::{HeaderValue, header};
     Router::<AppState>::new()
         .merge(swagger)
+        .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(pages::DOCS_CSP),
+        ))
         .layer(axum::middleware::from_fn_with_state(state, auth::require_authenticated))
 }

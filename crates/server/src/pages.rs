@@ -5,7 +5,7 @@
 //! the form for a victim.
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -18,25 +18,19 @@ const HTML: &str = include_str!("../assets/login.html");
 const SCRIPT: &str = include_str!("../assets/login.js");
 const STYLE: &str = include_str!("../assets/login.css");
 
-/// Headers every page and asset gets: only our own files may load, nothing may frame the page.
-const PAGE_HEADERS: [(HeaderName, &str); 4] = [
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-         frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    ),
-    (header::X_FRAME_OPTIONS, "DENY"),
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::REFERRER_POLICY, "same-origin"),
-];
+/// The sign-in page's Content-Security-Policy: only our own files may load, nothing may frame the page.
+/// (The other security headers every response gets, see `security_headers` in `lib.rs`.)
+pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The Swagger UI's: its own scripts, and the inline styles and `data:` images it renders with.
+pub const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     let mut headers = axum::http::HeaderMap::new();
-    for (name, value) in PAGE_HEADERS {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     (headers, body)
 }
 

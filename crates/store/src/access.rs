@@ -63,6 +63,25 @@ pub enum Guarded<T> {
     LastAdmin,
 }
 
+/// What to change about a user; `None` fields stay as they are. Its `Debug` leaves out the password hash.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserChange<'a> {
+    pub role: Option<&'a str>,
+    pub disabled: Option<bool>,
+    /// The new argon2id PHC string.
+    pub password_hash: Option<&'a str>,
+}
+
+impl fmt::Debug for UserChange<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserChange")
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .field("password_hash", &self.password_hash.map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// A session read back, with the current state of its user. Its `Debug` leaves out the CSRF token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -178,6 +197,8 @@ pub struct AuditRow {
     pub source: Option<String>,
     pub result: String,
     pub detail: Option<String>,
+    /// How many events the entry stands for: 1, or the sign-ins a lockout refused.
+    pub count: u64,
 }
 
 /// Which audit entries to read; every field that is set must match.
@@ -252,55 +273,29 @@ impl Store {
         row.as_ref().map(user_record).transpose()
     }
 
-    /// Changes a user's role, unless that demotes the last enabled admin.
-    pub async fn set_user_role(&self, username: &str, role: &str, now: SystemTime) -> Result<Guarded<UserRecord>> {
-        let row = sqlx::query(&format!(
-            "UPDATE users SET role = $1, updated_at_us = $2 WHERE username = $3 AND ($1 = '{ADMIN_ROLE}' OR {})
-             RETURNING *",
-            keeps_an_admin()
-        ))
-        .bind(role)
-        .bind(micros(now))
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(row) => Ok(Guarded::Done(user_record(&row)?)),
-            None => self.why_not(username).await,
-        }
-    }
-
-    /// Replaces a user's password hash and ends the user's sessions; `false` if there is no such user.
-    pub async fn set_user_password(&self, username: &str, password_hash: &str, now: SystemTime) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let id: Option<(i64,)> =
-            sqlx::query_as("UPDATE users SET password_hash = $1, updated_at_us = $2 WHERE username = $3 RETURNING id")
-                .bind(password_hash)
-                .bind(micros(now))
-                .bind(username)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((id,)) = id else { return Ok(false) };
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Disables or enables a user, unless that disables the last enabled admin. Disabling ends the user's
-    /// sessions.
-    pub async fn set_user_disabled(
+    /// Applies every field of `change` to a user in one transaction, or none of them: refused as a whole
+    /// when the user does not exist or when the result would leave no enabled admin (checked in the
+    /// statement itself, so two concurrent changes cannot each remove "the other" admin). A new password or
+    /// disabling ends the user's sessions, in the same transaction.
+    pub async fn update_user(
         &self,
         username: &str,
-        disabled: bool,
+        change: &UserChange<'_>,
         now: SystemTime,
     ) -> Result<Guarded<UserRecord>> {
         let mut tx = self.pool.begin().await?;
+        // The new row is still an enabled admin, or the old one was not the last enabled admin.
         let row = sqlx::query(&format!(
-            "UPDATE users SET disabled = $1, updated_at_us = $2 WHERE username = $3 AND (NOT $1 OR {})
+            "UPDATE users SET role = COALESCE($1, role), disabled = COALESCE($2, disabled),
+                password_hash = COALESCE($3, password_hash), updated_at_us = $4
+             WHERE username = $5
+               AND ((COALESCE($1, role) = '{ADMIN_ROLE}' AND NOT COALESCE($2, disabled)) OR {})
              RETURNING *",
             keeps_an_admin()
         ))
-        .bind(disabled)
+        .bind(change.role)
+        .bind(change.disabled)
+        .bind(change.password_hash)
         .bind(micros(now))
         .bind(username)
         .fetch_optional(&mut *tx)
@@ -310,7 +305,7 @@ impl Store {
             return self.why_not(username).await;
         };
         let user = user_record(&row)?;
-        if disabled {
+        if change.password_hash.is_some() || change.disabled == Some(true) {
             sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user.id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -530,21 +525,49 @@ impl Store {
 
     /// Appends one entry to the audit log.
     pub async fn insert_audit(&self, e: &NewAuditRow) -> Result<i64> {
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO audit_log (at_us, actor_kind, actor, role, action, target, source, result, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(micros(e.at))
-        .bind(&e.actor_kind)
-        .bind(&e.actor)
-        .bind(&e.role)
-        .bind(&e.action)
-        .bind(&e.target)
-        .bind(&e.source)
-        .bind(&e.result)
-        .bind(&e.detail)
-        .fetch_one(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut conn, e).await
+    }
+
+    /// Counts one sign-in refused by the lockout of `key` that started at `started_at`: the first one appends
+    /// `entry` to the audit log, every later one adds one to that entry's count. One transaction; returns the
+    /// entry's id.
+    pub async fn count_refused_login(
+        &self,
+        key: AttemptKey<'_>,
+        started_at: SystemTime,
+        entry: &NewAuditRow,
+    ) -> Result<i64> {
+        let (kind, value) = match key {
+            AttemptKey::Username(v) => ("username", v),
+            AttemptKey::Source(v) => ("source", v),
+        };
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<(i64,)> =
+            sqlx::query_as("SELECT audit_id FROM lockouts WHERE key_kind = $1 AND key = $2 AND started_at_us = $3")
+                .bind(kind)
+                .bind(value)
+                .bind(micros(started_at))
+                .fetch_optional(&mut *tx)
+                .await?;
+        let id = match existing {
+            Some((id,)) => {
+                sqlx::query("UPDATE audit_log SET count = count + 1 WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                id
+            }
+            None => {
+                let id = insert_audit(&mut tx, entry).await?;
+                sqlx::query("INSERT INTO lockouts (key_kind, key, started_at_us, audit_id) VALUES ($1, $2, $3, $4)")
+                    .bind(kind)
+                    .bind(value)
+                    .bind(micros(started_at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+        };
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -582,6 +605,7 @@ impl Store {
                 source: row.get("source"),
                 result: row.get("result"),
                 detail: row.get("detail"),
+                count: row.get::<i64, _>("count").max(0) as u64,
             })
             .collect())
     }
@@ -593,13 +617,17 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Deletes login attempts older than `older_than` (lockout no longer needs them).
+    /// Deletes login attempts and lockouts older than `older_than` (lockout no longer needs them).
     pub async fn prune_login_attempts(&self, older_than: SystemTime) -> Result<u64> {
         let done = sqlx::query("DELETE FROM login_attempts WHERE at_us < $1")
             .bind(micros(older_than))
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+        let lockouts = sqlx::query("DELETE FROM lockouts WHERE started_at_us < $1")
+            .bind(micros(older_than))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() + lockouts.rows_affected())
     }
 
     /// Deletes sessions past their absolute expiry at `now`, or not seen since `idle_since`.
@@ -611,6 +639,25 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+async fn insert_audit(conn: &mut sqlx::SqliteConnection, e: &NewAuditRow) -> Result<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO audit_log (at_us, actor_kind, actor, role, action, target, source, result, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(micros(e.at))
+    .bind(&e.actor_kind)
+    .bind(&e.actor)
+    .bind(&e.role)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(&e.source)
+    .bind(&e.result)
+    .bind(&e.detail)
+    .fetch_one(conn)
+    .await?;
+    Ok(id)
 }
 
 const TOKEN_SELECT: &str = "SELECT t.id, t.name, t.owner_id, t.owner_name, u.role AS owner_role,

@@ -22,7 +22,7 @@ use sqlx::{Pool, Sqlite};
 
 pub use access::{
     ADMIN_ROLE, AttemptKey, AuditFilter, AuditRow, Guarded, NewAuditRow, NewTokenRecord, SessionRecord, TokenRecord,
-    UserRecord,
+    UserChange, UserRecord,
 };
 pub use artifacts::Artifacts;
 pub use model::*;

@@ -10,9 +10,11 @@ use sqlx::sqlite::SqliteRow;
 use crate::{NewVersion, PluginRecord, Result, Store, StoreError, Stored, Subscription, VersionRecord, unix};
 
 impl Store {
-    /// Stores a new version (creating the plugin on its first version, which becomes active). The same
-    /// name, version and hash again is a no-op; the same name and version with another hash is refused.
-    pub async fn insert_version(&self, v: &NewVersion) -> Result<Stored> {
+    /// Stores a new version (creating the plugin on its first version, which becomes active), and with
+    /// `activate` makes it the active version, in one transaction. The same name, version and hash again
+    /// stores nothing (but is still activated if asked); the same name and version with another hash is
+    /// refused.
+    pub async fn insert_version(&self, v: &NewVersion, activate: bool) -> Result<Stored> {
         let now = unix(SystemTime::now());
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -35,6 +37,10 @@ impl Store {
                 .await?;
         if let Some((sha256,)) = existing {
             if sha256 == v.sha256 {
+                if activate {
+                    activate_in(&mut tx, plugin_id, &v.plugin, &v.version).await?;
+                    tx.commit().await?;
+                }
                 return Ok(Stored::AlreadyPresent);
             }
             return Err(StoreError::VersionConflict {
@@ -86,14 +92,9 @@ impl Store {
                     .await?;
             }
         }
-        let activated = active.is_none();
+        let activated = active.is_none() || activate;
         if activated {
-            sqlx::query("UPDATE plugins SET active_version_id = $1, updated_at = $2 WHERE id = $3")
-                .bind(version_id)
-                .bind(now)
-                .bind(plugin_id)
-                .execute(&mut *tx)
-                .await?;
+            activate_in(&mut tx, plugin_id, &v.plugin, &v.version).await?;
         }
         tx.commit().await?;
         Ok(Stored::Created { activated })
@@ -140,30 +141,12 @@ impl Store {
     /// Makes `version` the active one; the one it replaces becomes the rollback target.
     pub async fn activate(&self, plugin: &str, version: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let (plugin_id, active): (i64, Option<i64>) =
-            sqlx::query_as("SELECT id, active_version_id FROM plugins WHERE name = $1")
-                .bind(plugin)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::UnknownPlugin(plugin.to_owned()))?;
-        let (version_id,): (i64,) =
-            sqlx::query_as("SELECT id FROM plugin_versions WHERE plugin_id = $1 AND version = $2")
-                .bind(plugin_id)
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::UnknownVersion { plugin: plugin.to_owned(), version: version.to_owned() })?;
-        if active != Some(version_id) {
-            sqlx::query(
-                "UPDATE plugins SET previous_version_id = active_version_id, active_version_id = $1, updated_at = $2
-                 WHERE id = $3",
-            )
-            .bind(version_id)
-            .bind(unix(SystemTime::now()))
-            .bind(plugin_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let (plugin_id,): (i64,) = sqlx::query_as("SELECT id FROM plugins WHERE name = $1")
+            .bind(plugin)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownPlugin(plugin.to_owned()))?;
+        activate_in(&mut tx, plugin_id, plugin, version).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -272,6 +255,32 @@ impl Store {
             created_at: row.get("created_at"),
         })
     }
+}
+
+/// Makes `version` of `plugin` (whose id is `plugin_id`) the active one inside a transaction; the one it
+/// replaces becomes the rollback target.
+async fn activate_in(tx: &mut sqlx::SqliteConnection, plugin_id: i64, plugin: &str, version: &str) -> Result<()> {
+    let (version_id, active): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT v.id, p.active_version_id FROM plugin_versions v JOIN plugins p ON p.id = v.plugin_id
+         WHERE v.plugin_id = $1 AND v.version = $2",
+    )
+    .bind(plugin_id)
+    .bind(version)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| StoreError::UnknownVersion { plugin: plugin.to_owned(), version: version.to_owned() })?;
+    if active != Some(version_id) {
+        sqlx::query(
+            "UPDATE plugins SET previous_version_id = active_version_id, active_version_id = $1, updated_at = $2
+             WHERE id = $3",
+        )
+        .bind(version_id)
+        .bind(unix(SystemTime::now()))
+        .bind(plugin_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 const PLUGIN_SELECT: &str = "SELECT p.name, p.enabled, p.created_at, p.updated_at,

@@ -31,16 +31,16 @@ async fn versions_are_stored_activated_rolled_back_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
     assert_eq!(
-        store.insert_version(&version("promo", "1.0.0", 'a')).await.unwrap(),
+        store.insert_version(&version("promo", "1.0.0", 'a'), false).await.unwrap(),
         Stored::Created { activated: true }
     );
-    assert_eq!(store.insert_version(&version("promo", "1.0.0", 'a')).await.unwrap(), Stored::AlreadyPresent);
+    assert_eq!(store.insert_version(&version("promo", "1.0.0", 'a'), false).await.unwrap(), Stored::AlreadyPresent);
     assert!(matches!(
-        store.insert_version(&version("promo", "1.0.0", 'b')).await,
+        store.insert_version(&version("promo", "1.0.0", 'b'), false).await,
         Err(StoreError::VersionConflict { .. })
     ));
     assert_eq!(
-        store.insert_version(&version("promo", "2.0.0", 'b')).await.unwrap(),
+        store.insert_version(&version("promo", "2.0.0", 'b'), false).await.unwrap(),
         Stored::Created { activated: false }
     );
 
@@ -58,13 +58,23 @@ async fn versions_are_stored_activated_rolled_back_and_deleted() {
     assert_eq!(store.rollback("promo").await.unwrap(), "1.0.0");
     assert_eq!(store.plugin("promo").await.unwrap().active_version.as_deref(), Some("1.0.0"));
 
+    // Storing and activating in one step.
+    assert_eq!(
+        store.insert_version(&version("promo", "3.0.0", 'c'), true).await.unwrap(),
+        Stored::Created { activated: true }
+    );
+    let p = store.plugin("promo").await.unwrap();
+    assert_eq!((p.active_version.as_deref(), p.previous_version.as_deref()), (Some("3.0.0"), Some("1.0.0")));
+    assert_eq!(store.insert_version(&version("promo", "2.0.0", 'b'), true).await.unwrap(), Stored::AlreadyPresent);
+    assert_eq!(store.plugin("promo").await.unwrap().active_version.as_deref(), Some("2.0.0"));
+
     store.set_enabled("promo", false).await.unwrap();
     assert!(!store.plugin("promo").await.unwrap().enabled);
     // The same component under another plugin keeps its artifact alive.
-    store.insert_version(&version("copy", "1.0.0", 'a')).await.unwrap();
+    store.insert_version(&version("copy", "1.0.0", 'a'), false).await.unwrap();
     let mut unused = store.delete_plugin("promo").await.unwrap();
     unused.sort();
-    assert_eq!(unused, vec!["b".repeat(64)]);
+    assert_eq!(unused, vec!["b".repeat(64), "c".repeat(64)]);
     assert!(matches!(store.plugin("promo").await, Err(StoreError::UnknownPlugin(_))));
     assert!(matches!(store.delete_plugin("promo").await, Err(StoreError::UnknownPlugin(_))));
 }

@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use plugwatch_access::{AuditQuery, AuditRecord, AuditResult, NewToken, Principal, Role, TokenInfo, User};
+use plugwatch_access::{AuditQuery, AuditRecord, AuditResult, NewToken, Principal, Role, TokenInfo, User, UserUpdate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,7 +16,7 @@ use super::ApiErrors;
 use crate::AppState;
 use crate::auth::{self, Credentials};
 use crate::dto::rfc3339;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// A role, as the API names it.
@@ -180,8 +180,8 @@ pub struct UpdateUser {
     pub password: Option<String>,
 }
 
-/// Changes a user's role, enables or disables it, or resets its password. The last enabled admin can be
-/// neither demoted nor disabled.
+/// Changes a user's role, enables or disables it, or resets its password — all the fields given, or (when
+/// any is refused) none of them. The last enabled admin can be neither demoted nor disabled.
 #[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "access", params(("username" = String, Path)),
     request_body = UpdateUser, responses((status = 200, body = UserDto), ApiErrors))]
 pub async fn update_user(
@@ -189,20 +189,13 @@ pub async fn update_user(
     ApiPath(username): ApiPath<String>,
     ApiJson(request): ApiJson<UpdateUser>,
 ) -> Result<Json<UserDto>, ApiError> {
-    let new_role = request.role.map(Role::from);
-    if let Some(password) = &request.password {
-        state.access.set_password(&username, password).await?;
-    }
-    if let Some(r) = new_role {
-        state.access.set_role(&username, r).await?;
-    }
-    if let Some(disabled) = request.disabled {
-        state.access.set_disabled(&username, disabled).await?;
-    }
-    let user = state.access.users().await?.into_iter().find(|u| u.username == username);
-    let user = user
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_user", format!("no user named `{username}`")))?;
-    Ok(Json(UserDto::from(user)))
+    // One change, applied as a whole or not at all.
+    let update = UserUpdate {
+        role: request.role.map(Role::from),
+        disabled: request.disabled,
+        password: request.password.as_deref(),
+    };
+    Ok(Json(UserDto::from(state.access.update_user(&username, update).await?)))
 }
 
 /// Deletes a user (never the last enabled admin); its sessions end and its tokens are revoked.
@@ -270,7 +263,7 @@ pub async fn list_tokens(
 ) -> Result<Json<TokenList>, ApiError> {
     let all = q.all.unwrap_or(false);
     if all && principal.role != Role::Admin {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only admins may list every token"));
+        return Err(Problem::Forbidden("only admins may list every token".into()).into());
     }
     let tokens = state.access.tokens(if all { None } else { Some(&principal) }).await?;
     Ok(Json(TokenList { tokens: tokens.into_iter().map(TokenDto::from).collect() }))
@@ -370,6 +363,9 @@ pub struct AuditDto {
     /// `ok`, `denied` or `failed`.
     pub result: &'static str,
     pub detail: Option<String>,
+    /// How many events the entry stands for: 1, or the sign-ins refused during one lockout (one entry per
+    /// lockout, its count growing as attempts are refused).
+    pub count: u64,
 }
 
 impl From<AuditRecord> for AuditDto {
@@ -385,6 +381,7 @@ impl From<AuditRecord> for AuditDto {
             source: r.source,
             result: r.result.as_str(),
             detail: r.detail,
+            count: r.count,
         }
     }
 }

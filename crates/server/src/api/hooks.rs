@@ -3,11 +3,10 @@
 use super::ApiErrors;
 use crate::AppState;
 use crate::dto::{HookList, HookRequest, HookResponse, HookSubscribers, InputDto};
-use crate::error::ApiError;
-use crate::extract::ApiPath;
+use crate::error::{ApiError, dispatch_status};
+use crate::extract::{ApiBytes, ApiPath};
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use plugwatch_registry::HookMode;
 
@@ -29,7 +28,7 @@ pub async fn list(State(state): State<AppState>) -> Json<HookList> {
 pub async fn fire(
     State(state): State<AppState>,
     ApiPath(hook): ApiPath<String>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     // An empty body fires the hook with empty input.
     let request: HookRequest = if body.is_empty() {
@@ -46,14 +45,10 @@ pub async fn fire(
     };
     let input = InputDto { input: request.input, input_base64: request.input_base64 }.bytes()?.into_owned();
     let outcome = state.registry.dispatch(&hook, input, mode).await?;
-    let status = match (&outcome.failed, outcome.overloaded) {
-        (None, _) => StatusCode::OK,
-        (Some(_), false) => StatusCode::BAD_GATEWAY,
-        (Some(_), true) => StatusCode::SERVICE_UNAVAILABLE,
-    };
+    let (status, retry_after) = dispatch_status(outcome.failed.is_some(), outcome.overloaded);
     let mut response = (status, Json(HookResponse::from(&outcome))).into_response();
-    if outcome.overloaded {
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, 1.into());
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
     }
     Ok(response)
 }

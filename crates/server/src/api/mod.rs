@@ -52,6 +52,12 @@ pub enum ApiErrors {
     /// No such plugin, version, user or token.
     #[response(status = 404)]
     NotFound(#[to_schema] ErrorBody),
+    /// The path exists, but not with this method; `Allow` lists the methods it has.
+    #[response(status = 405)]
+    MethodNotAllowed(#[to_schema] ErrorBody),
+    /// The request body did not arrive within `http.body_timeout_secs`.
+    #[response(status = 408)]
+    RequestTimeout(#[to_schema] ErrorBody),
     /// The change conflicts with the current state.
     #[response(status = 409)]
     Conflict(#[to_schema] ErrorBody),

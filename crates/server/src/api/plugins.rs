@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use axum::Extension;
 use axum::Json;
+use axum::extract::multipart::MultipartError;
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -18,8 +19,8 @@ use crate::dto::{
     InputDto, InvocationDto, InvokeRequest, ManifestDto, PluginDetail, PluginDto, PluginList, RolledBack, UploadForm,
     Uploaded, VersionDto, VersionList,
 };
-use crate::error::{ApiError, from_rejection};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::error::{ApiError, BodyLimits, Problem, envelope_status};
+use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 
 /// Every plugin with its status, active version and last minute of numbers.
 #[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins", responses((status = 200, body = PluginList), ApiErrors))]
@@ -99,17 +100,23 @@ pub async fn upload(
     ApiQuery(query): ApiQuery<UploadQuery>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let mut multipart = multipart.map_err(from_rejection)?;
+    let mut multipart = multipart.map_err(|_| {
+        Problem::UnsupportedMediaType(
+            "expected a multipart/form-data body with the parts `manifest` and `component`".into(),
+        )
+    })?;
+    let limits = BodyLimits::upload(&state);
+    let read_error = |e: MultipartError| limits.read_error(&e, || format!("invalid multipart/form-data body: {e}"));
     let (mut manifest, mut component) = (None, None);
-    while let Some(field) = multipart.next_field().await.map_err(from_rejection)? {
+    while let Some(field) = multipart.next_field().await.map_err(read_error)? {
         match field.name() {
             Some("manifest") => {
-                let text = field.bytes().await.map_err(from_rejection)?;
+                let text = field.bytes().await.map_err(read_error)?;
                 let dto: ManifestDto = serde_json::from_slice(&text)
                     .map_err(|e| ApiError::bad_request(format!("invalid manifest: {e}")))?;
                 manifest = Some(dto);
             }
-            Some("component") => component = Some(field.bytes().await.map_err(from_rejection)?.to_vec()),
+            Some("component") => component = Some(field.bytes().await.map_err(read_error)?.to_vec()),
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "unexpected part `{other}`: an upload has a `manifest` part and a `component` part"
@@ -198,17 +205,12 @@ pub async fn invoke(
     let input = InputDto { input: request.input, input_base64: request.input_base64 };
     let (entry, record) = state.registry.invoke(&name, &request.hook, &input.bytes()?).await?;
     let version = entry.record.active_version.as_deref().unwrap_or_default();
-    let status = match record.outcome {
-        Outcome::Rejected => {
-            let body = InvocationDto::new(&name, version, &request.hook, &record);
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, 1.into());
-            return Ok(response);
-        }
-        Outcome::InputTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::OK,
-    };
-    Ok((status, Json(InvocationDto::new(&name, version, &request.hook, &record))).into_response())
+    let (status, retry_after) = envelope_status(record.outcome);
+    let mut response = (status, Json(InvocationDto::new(&name, version, &request.hook, &record))).into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+    }
+    Ok(response)
 }
 
 /// Runs the plugin once with the request body as its input and answers with its output as the body: no
@@ -224,7 +226,7 @@ pub async fn invoke(
 pub async fn invoke_raw(
     State(state): State<AppState>,
     ApiPath((name, hook)): ApiPath<(String, String)>,
-    input: axum::body::Bytes,
+    ApiBytes(input): ApiBytes,
 ) -> Result<Response, ApiError> {
     plugwatch_registry::validate_hook_name(&hook)?;
     let (entry, mut record) = state.registry.invoke(&name, &hook, &input).await?;
@@ -246,15 +248,6 @@ pub async fn invoke_raw(
         }
         response
     };
-    let failed = |status: StatusCode| {
-        let message = record.detail.clone().unwrap_or_else(|| record.outcome.as_str().to_owned());
-        let code: &'static str = record.outcome.as_str();
-        let mut error = ApiError::new(status, code, message);
-        if record.outcome == Outcome::Rejected {
-            error = error.retry_after(1);
-        }
-        measured(error.into_response())
-    };
     Ok(match (record.outcome, output) {
         (Outcome::Ok, Some(output)) => {
             let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&output).is_ok() {
@@ -264,8 +257,9 @@ pub async fn invoke_raw(
             };
             measured(([(axum::http::header::CONTENT_TYPE, content_type)], output).into_response())
         }
-        (Outcome::Rejected, _) => failed(StatusCode::TOO_MANY_REQUESTS),
-        (Outcome::InputTooLarge, _) => failed(StatusCode::PAYLOAD_TOO_LARGE),
-        _ => failed(StatusCode::UNPROCESSABLE_ENTITY),
+        (outcome, _) => {
+            let message = record.detail.clone().unwrap_or_else(|| outcome.as_str().to_owned());
+            measured(ApiError::from(Problem::Outcome { outcome, message }).into_response())
+        }
     })
 }

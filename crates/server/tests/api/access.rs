@@ -435,3 +435,50 @@ async fn a_browser_without_a_session_is_sent_to_a_sign_in_page_that_holds_no_dat
     assert_eq!(status, 200);
     assert_eq!(browser.get(server.url("/api/v1/docs/")).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_refused_user_change_changes_nothing_at_all() {
+    let server = TestServer::start().await;
+    let browser = cookie_client();
+    let (status, _, _) = login(&server, &browser, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, 200);
+    let (_, tokens_before) = server.get("/api/v1/tokens?all=true").await;
+    let new_password = "a brand new admin password";
+
+    // Each request also changes the password, and each is refused as a whole for leaving no admin.
+    for body in [
+        json!({"password": new_password, "role": "viewer"}),
+        json!({"password": new_password, "disabled": true}),
+        json!({"role": "operator", "disabled": true}),
+        json!({"password": new_password, "role": "admin", "disabled": true}),
+    ] {
+        let response = server.client.patch(server.url("/api/v1/users/admin")).json(&body).send().await.unwrap();
+        let (status, error) = status_json(response).await;
+        assert_eq!((status, error["error"]["code"].as_str()), (409, Some("last_admin")), "{body}: {error}");
+    }
+    // A password the policy refuses is refused before the role is touched.
+    server.access.create_user("mina", Role::Admin, "a long enough password").await.unwrap();
+    let response = server
+        .client
+        .patch(server.url("/api/v1/users/mina"))
+        .json(&json!({"role": "viewer", "password": "short"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+
+    let (_, users) = server.get("/api/v1/users").await;
+    let user = |name: &str| users["users"].as_array().unwrap().iter().find(|u| u["username"] == name).unwrap().clone();
+    assert_eq!((user("admin")["role"].as_str(), user("admin")["disabled"].as_bool()), (Some("admin"), Some(false)));
+    assert_eq!(user("mina")["role"], "admin");
+    let (status, me) = status_json(browser.get(server.url("/api/v1/auth/me")).send().await.unwrap()).await;
+    assert_eq!((status, me["name"].as_str()), (200, Some("admin")), "the admin's session goes on");
+    let (_, tokens_after) = server.get("/api/v1/tokens?all=true").await;
+    let revoked =
+        |t: &Value| t["tokens"].as_array().unwrap().iter().map(|t| t["revoked_at"].clone()).collect::<Vec<_>>();
+    assert_eq!(revoked(&tokens_before), revoked(&tokens_after), "no token revoked");
+    let (status, _, _) = login(&server, &cookie_client(), "admin", new_password).await;
+    assert_eq!(status, 401, "the new password was not set");
+    let (status, _, _) = login(&server, &cookie_client(), "admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, 200, "the old password still works");
+}

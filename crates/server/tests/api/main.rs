@@ -4,6 +4,8 @@
 mod support;
 
 mod access;
+mod connections;
+mod errors;
 mod hooks;
 mod operations;
 mod plugins;

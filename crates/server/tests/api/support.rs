@@ -74,8 +74,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// A server in a fresh data directory, with `configure` applied to its configuration.
+    pub async fn start_with(configure: impl FnOnce(&mut ServeConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut server = TestServer::start_in(dir.path().to_owned(), |_| {}).await;
+        let mut server = TestServer::start_in(dir.path().to_owned(), configure).await;
         server._dir = Some(dir);
         server
     }
