@@ -46,6 +46,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::UnknownVersion { .. } => ApiError::new(StatusCode::NOT_FOUND, "unknown_version", message),
             RegistryError::Disabled(_) => ApiError::new(StatusCode::CONFLICT, "plugin_disabled", message),
             RegistryError::NotLoaded { .. } => ApiError::new(StatusCode::CONFLICT, "plugin_not_loaded", message),
+            RegistryError::Loading(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "plugin_loading", message).retry_after(2)
+            }
             RegistryError::InvalidManifest(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", message),
             RegistryError::InvalidHook(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_hook", message),
             RegistryError::Rejected(_) => {

@@ -1,7 +1,11 @@
 //! plugwatch's HTTP server — the only crate that speaks HTTP and JSON. It serves the versioned JSON API
 //! (`/api/v1`), the operations endpoints (`/healthz`, `/readyz`, `/metrics`), runs the background tasks
-//! (telemetry flush, host sampler, retention, demo traffic) under one shutdown signal, and drains in-flight
-//! work on shutdown.
+//! (plugin loading, telemetry flush, host sampler, retention, demo traffic) under one shutdown signal, and
+//! drains in-flight work on shutdown.
+//!
+//! Startup answers at once: the listener is bound before any plugin is compiled, `/healthz` says alive,
+//! and `/readyz` is 503 (naming what is still loading) until the stored plugins (and, with `--demo`, the
+//! example plugins) are loaded in the background. Shutdown never waits for a compile.
 
 mod api;
 mod auth;
@@ -15,6 +19,7 @@ mod pages;
 mod tasks;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -44,6 +49,8 @@ pub struct Shared {
     /// The latest host sample.
     pub host: Mutex<Option<HostSample>>,
     pub config: ServeConfig,
+    /// Every plugin to be loaded at startup is loaded (the server is ready once this is true).
+    pub(crate) started: AtomicBool,
 }
 
 impl std::ops::Deref for AppState {
@@ -114,8 +121,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the data directory (running migrations), loads every plugin, restores the telemetry that was
-    /// still accumulating, and binds the listener.
+    /// Opens (creating it if needed) the data directory and runs the migrations, reads the plugins (without
+    /// compiling them: [`Server::run`] loads them in the background), restores the telemetry that was still
+    /// accumulating, and binds the listener.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         let store = Store::open(&config.data_dir).await?;
@@ -141,7 +149,14 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let (_, openapi) = routes(&config);
         let openapi = openapi.to_pretty_json().expect("the OpenAPI document serialises");
-        let state = AppState(Arc::new(Shared { registry, access, openapi, host: Mutex::new(None), config }));
+        let state = AppState(Arc::new(Shared {
+            registry,
+            access,
+            openapi,
+            host: Mutex::new(None),
+            config,
+            started: AtomicBool::new(false),
+        }));
         Ok(Server { listener, state })
     }
 
@@ -153,8 +168,9 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish (up to
-    /// `drain_timeout_secs`), stops the background tasks and flushes telemetry.
+    /// Serves until `shutdown` resolves, loading the plugins meanwhile; then stops accepting, lets in-flight
+    /// requests finish (up to `drain_timeout_secs`), stops the background tasks (abandoning a load still in
+    /// progress) and flushes telemetry.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let Server { listener, state } = self;
         let (stop_tasks, stopped) = tokio::sync::watch::channel(false);
