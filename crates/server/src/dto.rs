@@ -653,7 +653,7 @@ pub struct Ready {
     pub status: &'static str,
     pub problems: Vec<&'static str>,
     pub plugins: usize,
-    /// Plugins still being compiled and loaded (while `problems` has `loading plugins`).
+    /// Plugins being compiled and loaded right now (at startup, every one not loaded yet).
     pub loading: Vec<String>,
 }
 
