@@ -63,6 +63,14 @@ impl Registry {
         }
         crate::validate_hook_name(hook)?;
         let subscribers = self.subscribers(hook);
+        // Skipping a subscriber that is still loading would run the chain without it (a `fail_closed`
+        // check silently missing): the hook waits for all of them.
+        if let Some((_, entry)) = subscribers
+            .iter()
+            .find(|(_, e)| e.active.as_ref().is_some_and(|a| matches!(a.loaded, crate::Loaded::Loading)))
+        {
+            return Err(RegistryError::Loading(entry.record.name.clone()));
+        }
         let mut result = HookOutcome {
             hook: hook.to_owned(),
             mode,
@@ -76,7 +84,7 @@ impl Registry {
                 let mut payload = input;
                 for (_, entry) in &subscribers {
                     let (Some(active), policy) = (&entry.active, crate::failure_policy(entry)) else { continue };
-                    let Ok(plugin) = &active.loaded else { continue };
+                    let Some(plugin) = active.loaded.plugin() else { continue };
                     let record = plugin.invoke(hook, &payload).await;
                     active.series.record(hook, &record);
                     let mut run = hook_run(entry, &active.version.version, &record);
@@ -97,7 +105,7 @@ impl Registry {
             HookMode::Actions => {
                 let runs = subscribers.iter().filter_map(|(_, entry)| {
                     let active = entry.active.as_ref()?;
-                    let plugin = active.loaded.as_ref().ok()?;
+                    let plugin = active.loaded.plugin()?;
                     let input = &input;
                     Some(async move {
                         let record = plugin.invoke(hook, input).await;

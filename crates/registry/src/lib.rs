@@ -4,15 +4,19 @@
 //!
 //! Reads (every invocation) go through an immutable snapshot swapped atomically on change, so the hot path
 //! takes no lock; changes are serialised and written to the store before they become visible.
+//!
+//! Opening the registry reads the store only; the stored plugins are then compiled and loaded by
+//! [`Registry::load_all`] while the server already answers (an entry is [`Loaded::Loading`] until then, and
+//! invoking it is [`RegistryError::Loading`], not "unknown").
 
 mod dispatch;
 mod manifest;
 mod persist;
 mod series;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use plugwatch_runtime::{Invocation, LoadError, LoadOptions, Plugin, Runtime};
@@ -34,6 +38,8 @@ pub enum RegistryError {
     Disabled(String),
     #[error("plugin `{name}` could not be loaded: {reason}")]
     NotLoaded { name: String, reason: String },
+    #[error("plugin `{0}` is still loading; retry shortly")]
+    Loading(String),
     #[error("invalid manifest: {0}")]
     InvalidManifest(String),
     #[error("invalid hook: {0}")]
@@ -78,16 +84,47 @@ pub struct Entry {
 #[derive(Clone)]
 pub struct Active {
     pub version: VersionRecord,
-    pub loaded: std::result::Result<Plugin, String>,
+    pub loaded: Loaded,
     pub series: Arc<Series>,
 }
 
+/// Where an active version's component stands.
+#[derive(Clone)]
+pub enum Loaded {
+    /// Stored, not compiled and loaded yet (the server is starting).
+    Loading,
+    Ready(Plugin),
+    /// It could not be loaded; why.
+    Failed(String),
+}
+
+impl Loaded {
+    pub fn plugin(&self) -> Option<&Plugin> {
+        match self {
+            Loaded::Ready(plugin) => Some(plugin),
+            _ => None,
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Loaded::Failed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    fn from_result(result: std::result::Result<Plugin, String>) -> Self {
+        result.map_or_else(Loaded::Failed, Loaded::Ready)
+    }
+}
+
 impl Entry {
-    /// `running`, `disabled`, `failed` (could not load) or `empty` (no version).
+    /// `running`, `disabled`, `loading` (at startup), `failed` (could not load) or `empty` (no version).
     pub fn status(&self) -> &'static str {
         match &self.active {
             None => "empty",
-            Some(a) if a.loaded.is_err() => "failed",
+            Some(a) if matches!(a.loaded, Loaded::Loading) => "loading",
+            Some(a) if a.loaded.error().is_some() => "failed",
             Some(_) if !self.record.enabled => "disabled",
             Some(_) => "running",
         }
@@ -97,7 +134,7 @@ impl Entry {
 #[derive(Default)]
 struct Snapshot {
     plugins: BTreeMap<String, Arc<Entry>>,
-    /// Enabled, loaded subscribers per hook, in run order (priority, then name).
+    /// Enabled subscribers per hook that are loaded or still loading, in run order (priority, then name).
     hooks: HashMap<String, Vec<(i32, Arc<Entry>)>>,
 }
 
@@ -117,6 +154,26 @@ struct Inner {
     draining: AtomicBool,
     /// What a failed telemetry flush did not write, for the next one.
     unwritten: tokio::sync::Mutex<Option<plugwatch_telemetry::Flush>>,
+    /// Plugins whose component is being compiled and loaded right now (by name, with how many loads).
+    in_progress: Mutex<BTreeMap<String, usize>>,
+}
+
+/// Marks a plugin as being loaded for as long as it lives (a cancelled load unmarks it too).
+struct InProgress<'a> {
+    registry: &'a Registry,
+    name: String,
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        let mut loads = self.registry.inner.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = loads.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                loads.remove(&self.name);
+            }
+        }
+    }
 }
 
 /// What an upload did.
@@ -131,8 +188,8 @@ pub struct Uploaded {
 }
 
 impl Registry {
-    /// Loads every plugin's active version from the store. A plugin whose component no longer loads is
-    /// kept with status `failed` and the reason, rather than stopping the server.
+    /// Reads every plugin from the store, without compiling anything: a plugin with an active version is
+    /// [`Loaded::Loading`] until [`Registry::load_all`] has loaded it.
     pub async fn open(runtime: Runtime, store: Store, artifacts: Artifacts, telemetry: Arc<Telemetry>) -> Result<Self> {
         let registry = Registry {
             inner: Arc::new(Inner {
@@ -144,15 +201,79 @@ impl Registry {
                 changes: tokio::sync::Mutex::new(()),
                 draining: AtomicBool::new(false),
                 unwritten: tokio::sync::Mutex::new(None),
+                in_progress: Mutex::new(BTreeMap::new()),
             }),
         };
         let mut plugins = BTreeMap::new();
         for record in registry.inner.store.plugins().await? {
-            let entry = registry.build_entry(record).await?;
-            plugins.insert(entry.record.name.clone(), Arc::new(entry));
+            let active = match &record.active_version {
+                Some(version) => {
+                    let version = registry.inner.store.version(&record.name, version).await?;
+                    let series = registry.inner.telemetry.series(&record.name, &version.version);
+                    Some(Active { version, loaded: Loaded::Loading, series })
+                }
+                None => None,
+            };
+            plugins.insert(record.name.clone(), Arc::new(Entry { record, active }));
         }
         registry.publish(plugins);
         Ok(registry)
+    }
+
+    /// Compiles and loads, one after the other, every plugin that is still [`Loaded::Loading`]. A plugin
+    /// whose component no longer loads is kept with status `failed` and the reason, rather than stopping the
+    /// server. A plugin changed meanwhile (another version activated) keeps the change. Cancel-safe: dropping
+    /// the future leaves the remaining plugins loading.
+    pub async fn load_all(&self) {
+        let waiting: Vec<(String, VersionRecord)> = self
+            .inner
+            .snapshot
+            .load()
+            .plugins
+            .values()
+            .filter_map(|e| match &e.active {
+                Some(Active { loaded: Loaded::Loading, version, .. }) => Some((e.record.name.clone(), version.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, version) in waiting {
+            let loaded = {
+                let _loading = self.mark_in_progress(&name);
+                self.load_version(&name, &version).await
+            };
+            let _guard = self.inner.changes.lock().await;
+            let mut plugins = self.inner.snapshot.load().plugins.clone();
+            let Some(current) = plugins.get(&name) else { continue };
+            let Some(active) = current
+                .active
+                .as_ref()
+                .filter(|a| matches!(a.loaded, Loaded::Loading) && a.version.version == version.version)
+            else {
+                continue;
+            };
+            let active = Active { loaded: Loaded::from_result(loaded), ..active.clone() };
+            let entry = Entry { record: current.record.clone(), active: Some(active) };
+            plugins.insert(name, Arc::new(entry));
+            self.publish(plugins);
+        }
+    }
+
+    /// Plugins being loaded right now, or waiting to be: at startup every stored plugin until it is loaded,
+    /// later an upload's plugin while its component compiles.
+    pub fn loading(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> =
+            self.inner.in_progress.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        for entry in self.inner.snapshot.load().plugins.values() {
+            if entry.active.as_ref().is_some_and(|a| matches!(a.loaded, Loaded::Loading)) {
+                names.insert(entry.record.name.clone());
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    fn mark_in_progress(&self, name: &str) -> InProgress<'_> {
+        *self.inner.in_progress.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_owned()).or_default() += 1;
+        InProgress { registry: self, name: name.to_owned() }
     }
 
     pub fn store(&self) -> &Store {
@@ -202,7 +323,10 @@ impl Registry {
             expected_sha256: manifest.sha256.clone(),
             ..LoadOptions::default()
         };
-        let plugin = self.inner.runtime.load(component.clone(), options).await?;
+        let plugin = {
+            let _loading = self.mark_in_progress(&new.plugin);
+            self.inner.runtime.load(component.clone(), options).await?
+        };
         let _guard = self.inner.changes.lock().await;
         let sha256 = self.inner.artifacts.put(&component)?;
         debug_assert_eq!(sha256, plugin.sha256());
@@ -253,7 +377,10 @@ impl Registry {
         if self.is_draining() {
             return Err(RegistryError::Draining);
         }
-        let entry = self.plugin(name)?;
+        let entry = self.plugin(name).map_err(|e| match e {
+            RegistryError::UnknownPlugin(_) if self.is_in_progress(name) => RegistryError::Loading(name.into()),
+            e => e,
+        })?;
         let active = entry
             .active
             .as_ref()
@@ -261,10 +388,13 @@ impl Registry {
         if !entry.record.enabled {
             return Err(RegistryError::Disabled(name.into()));
         }
-        let plugin = active
-            .loaded
-            .as_ref()
-            .map_err(|reason| RegistryError::NotLoaded { name: name.into(), reason: reason.clone() })?;
+        let plugin = match &active.loaded {
+            Loaded::Ready(plugin) => plugin,
+            Loaded::Loading => return Err(RegistryError::Loading(name.into())),
+            Loaded::Failed(reason) => {
+                return Err(RegistryError::NotLoaded { name: name.into(), reason: reason.clone() });
+            }
+        };
         let record = plugin.invoke(hook, input).await;
         active.series.record(hook, &record);
         Ok((entry.clone(), record))
@@ -289,11 +419,22 @@ impl Registry {
         Ok(())
     }
 
+    fn is_in_progress(&self, name: &str) -> bool {
+        self.inner.in_progress.lock().unwrap_or_else(|e| e.into_inner()).contains_key(name)
+    }
+
     async fn build_entry(&self, record: PluginRecord) -> Result<Entry> {
         let Some(version) = record.active_version.clone() else {
             return Ok(Entry { record, active: None });
         };
         let version = self.inner.store.version(&record.name, &version).await?;
+        let loaded = Loaded::from_result(self.load_version(&record.name, &version).await);
+        let series = self.inner.telemetry.series(&record.name, &version.version);
+        Ok(Entry { record, active: Some(Active { version, loaded, series }) })
+    }
+
+    /// Loads a stored version's component; a failure is logged and returned as the reason.
+    async fn load_version(&self, name: &str, version: &VersionRecord) -> std::result::Result<Plugin, String> {
         let loaded = match self.inner.artifacts.get(&version.sha256) {
             Ok(bytes) => {
                 let options = LoadOptions {
@@ -307,17 +448,16 @@ impl Registry {
             Err(e) => Err(e.to_string()),
         };
         if let Err(reason) = &loaded {
-            tracing::error!(message = "Plugin failed to load.", plugin = %record.name, version = %version.version, %reason);
+            tracing::error!(message = "Plugin failed to load.", plugin = %name, version = %version.version, %reason);
         }
-        let series = self.inner.telemetry.series(&record.name, &version.version);
-        Ok(Entry { record, active: Some(Active { version, loaded, series }) })
+        loaded
     }
 
     fn publish(&self, plugins: BTreeMap<String, Arc<Entry>>) {
         let mut hooks: HashMap<String, Vec<(i32, Arc<Entry>)>> = HashMap::new();
         for entry in plugins.values() {
             let Some(active) = &entry.active else { continue };
-            if !entry.record.enabled || active.loaded.is_err() {
+            if !entry.record.enabled || active.loaded.error().is_some() {
                 continue;
             }
             for sub in &active.version.hooks {

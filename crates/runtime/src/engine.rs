@@ -1,6 +1,10 @@
 //! The process-wide runtime: one wasmtime `Engine` (pooling allocator, epoch interruption, optional fuel
 //! metering), the linker with exactly the host functions a plugin may reach, the compilation cache on disk,
 //! the global admission limit and the guest executor.
+//!
+//! Compiling leaves nothing behind in the process: a component is compiled by a throwaway engine of the
+//! same settings on a thread pool of its own (see [`compile_isolated`]), and what the server keeps is the
+//! compiled code mapped from the cache file, as after a warm start.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -167,17 +171,26 @@ impl Shared {
         if let Some(component) = cached.as_deref().filter(|p| p.exists()).and_then(|p| self.load_cached(p)) {
             return Ok(component);
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")));
+        let compiled = compile_isolated(&self.config, bytes);
         release_compiler_memory();
-        let component = component?;
-        let Some(path) = cached else { return Ok(component) };
-        if let Err(error) = write_cache(&component, &path) {
-            tracing::warn!(message = "Cannot cache compiled component.", path = %path.display(), %error);
-            return Ok(component);
+        let compiled = compiled?;
+        if let Some(path) = &cached {
+            match write_cache(&compiled, path) {
+                // Use the cached copy: its code is a file mapping the kernel can share and evict, not tens
+                // of megabytes of anonymous memory for the life of the process.
+                Ok(()) => {
+                    if let Some(component) = self.load_cached(path) {
+                        return Ok(component);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(message = "Cannot cache compiled component.", path = %path.display(), %error);
+                }
+            }
         }
-        // Use the cached copy: its code is a file mapping the kernel can share and evict, not tens of
-        // megabytes of anonymous memory for the life of the process.
-        Ok(self.load_cached(&path).unwrap_or(component))
+        // SAFETY: these bytes are the `precompile_component` output of an engine with this engine's settings,
+        // made just now in this process; deserialization still checks the engine's compatibility.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| LoadError::Invalid(format!("{e:#}")))
     }
 
     fn load_cached(&self, path: &Path) -> Option<Component> {
@@ -198,6 +211,35 @@ impl Shared {
     }
 }
 
+/// Compiles `bytes` to the serialized form the cache holds, with an engine of `config`'s settings made for
+/// this compile alone, on a thread pool made for it alone; both are gone when this returns.
+///
+/// Why not the process's engine and rayon's global pool: Cranelift keeps one reusable compilation context
+/// per concurrently compiling thread inside the engine, for the engine's life, each grown to the largest
+/// function it has compiled (CPython's interpreter loop is one); and an allocator with thread-local heaps
+/// (mimalloc, the binary's) keeps memory freed from another thread in the heap of the thread that
+/// allocated it until that thread allocates again, which an idle pool thread never does. After the first
+/// compile of the Python and JavaScript examples a server kept about 250 MB resident that way; threads
+/// that exit hand their heaps back.
+fn compile_isolated(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+    let mut settings = engine_config(config);
+    // Instance allocation is not part of the compiled code's compatibility; a pool would reserve memory.
+    settings.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    let engine =
+        Engine::new(&settings).map_err(|e| LoadError::Invalid(format!("cannot set up the compiler: {e:#}")))?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("pw-compile-{i}"))
+        .build()
+        .map_err(|e| LoadError::Invalid(format!("cannot start the compiler threads: {e}")))?;
+    // The engine is dropped on a pool thread too, while the pool still runs, so its contexts are freed
+    // there; the pool's threads exit when it is dropped.
+    let compiled = pool.install(move || engine.precompile_component(bytes));
+    drop(pool);
+    compiled.map_err(|e| LoadError::Invalid(format!("{e:#}")))
+}
+
 /// Compiling a large component makes Cranelift allocate hundreds of megabytes across its threads; glibc
 /// keeps the freed memory in its arenas. Give it back, so a long-running server's RSS reflects its work.
 fn release_compiler_memory() {
@@ -208,13 +250,48 @@ fn release_compiler_memory() {
     }
 }
 
-fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{}-{unique}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+/// Writes `bytes` as the cache file `path`, which appears complete or not at all. The data goes into an
+/// unnamed file in the cache directory (`O_TMPFILE`) that gets its name only once written, so a process
+/// that exits mid-write (a compile abandoned at shutdown) leaves nothing behind; where the file system
+/// cannot do that, a uniquely named temporary file is renamed into place. The directory is never created:
+/// if it is gone (the data directory was deleted), this fails saying so.
+fn write_cache(bytes: &[u8], path: &Path) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind, Write};
+    let dir = path.parent().expect("cache paths have a parent");
+    let gone = || {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("the cache directory {} no longer exists; it is created only at startup", dir.display()),
+        )
+    };
+    match unnamed_file(dir) {
+        Ok(fd) => {
+            let mut file = std::fs::File::from(fd);
+            file.write_all(bytes)?;
+            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+            use rustix::fs::{AtFlags, CWD, linkat};
+            match linkat(CWD, proc_path.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
+                // Another load of the same component (the name is its content hash) got there first.
+                Err(rustix::io::Errno::EXIST) => Ok(()),
+                result => result.map_err(Error::from),
+            }
+        }
+        Err(error) if error.kind() == ErrorKind::NotFound => Err(gone()),
+        Err(_) if !dir.is_dir() => Err(gone()),
+        Err(_) => {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = path.with_extension(format!("tmp{}-{unique}", std::process::id()));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, path)
+        }
+    }
+}
+
+fn unnamed_file(dir: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{CWD, Mode, OFlags, openat};
+    let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+    Ok(openat(CWD, dir, flags, Mode::from_raw_mode(0o644))?)
 }
 
 fn engine_config(config: &RuntimeConfig) -> Config {

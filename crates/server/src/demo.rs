@@ -1,5 +1,5 @@
-//! `serve --demo`: installs the example plugins (embedded in the binary) and drives synthetic restaurant
-//! traffic through the hooks until shutdown, so a newcomer sees live numbers at once.
+//! `serve --demo`: installs the example plugins (embedded in the binary) and, once every plugin is loaded,
+//! drives synthetic restaurant traffic through the hooks until shutdown, so a newcomer sees live numbers.
 //!
 //! The mix: about 20 orders a second through the `order.pricing` filter chain (promo-discount in Python,
 //! loyalty-points in JavaScript, delivery-quote in WAT, which is deliberately slow and flaky), one in
@@ -62,8 +62,8 @@ fn demo_plugins() -> Vec<(Manifest, Vec<u8>)> {
     ]
 }
 
-/// Installs the demo plugins that are missing, then sends traffic until `stop`.
-pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
+/// Installs the demo plugins that are missing.
+pub async fn install(registry: &Registry) {
     for (manifest, bytes) in demo_plugins() {
         if registry.plugin(&manifest.name).is_ok() {
             continue;
@@ -74,6 +74,10 @@ pub async fn run(registry: Registry, mut stop: watch::Receiver<bool>) {
             Err(error) => tracing::error!(message = "Cannot install a demo plugin.", plugin = %name, %error),
         }
     }
+}
+
+/// Sends traffic until `stop`.
+pub async fn traffic(registry: Registry, mut stop: watch::Receiver<bool>) {
     tracing::info!(message = "Demo traffic started: about 20 orders a second.");
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut n: u64 = 0;

@@ -426,7 +426,8 @@ impl LiveDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PluginDto {
     pub name: String,
-    /// `running`, `disabled`, `failed` (could not load) or `empty` (no version).
+    /// `running`, `disabled`, `loading` (the server is starting), `failed` (could not load) or `empty`
+    /// (no version).
     pub status: &'static str,
     pub enabled: bool,
     pub active_version: Option<String>,
@@ -445,7 +446,7 @@ pub struct PluginDto {
 impl PluginDto {
     pub fn new(entry: &Entry, live: Option<&LiveStats>) -> Self {
         let active = entry.active.as_ref();
-        let loaded = active.and_then(|a| a.loaded.as_ref().ok());
+        let loaded = active.and_then(|a| a.loaded.plugin());
         PluginDto {
             name: entry.record.name.clone(),
             status: entry.status(),
@@ -456,7 +457,7 @@ impl PluginDto {
                 a.version.hooks.iter().map(|s| HookDto { hook: s.hook.clone(), priority: s.priority }).collect()
             }),
             failure_policy: active.map(|a| a.version.failure_policy.as_str()),
-            load_error: active.and_then(|a| a.loaded.as_ref().err().cloned()),
+            load_error: active.and_then(|a| a.loaded.error().map(str::to_owned)),
             cold_start_us: loaded.map(|p| micros(p.cold_start())),
             in_flight: loaded.map_or(0, |p| p.in_flight()),
             queued: loaded.map_or(0, |p| p.queued()),
@@ -652,6 +653,8 @@ pub struct Ready {
     pub status: &'static str,
     pub problems: Vec<&'static str>,
     pub plugins: usize,
+    /// Plugins being compiled and loaded right now (at startup, every one not loaded yet).
+    pub loading: Vec<String>,
 }
 
 pub fn outcomes(counts: &[u64; 9]) -> BTreeMap<&'static str, u64> {

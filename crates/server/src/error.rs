@@ -134,6 +134,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::UnknownVersion { .. } => ApiError::new(S::NOT_FOUND, "unknown_version", message),
             RegistryError::Disabled(_) => ApiError::new(S::CONFLICT, "plugin_disabled", message),
             RegistryError::NotLoaded { .. } => ApiError::new(S::CONFLICT, "plugin_not_loaded", message),
+            RegistryError::Loading(_) => {
+                ApiError::new(S::SERVICE_UNAVAILABLE, "plugin_loading", message).retry_after(2)
+            }
             RegistryError::InvalidManifest(_) => ApiError::new(S::BAD_REQUEST, "invalid_manifest", message),
             RegistryError::InvalidHook(_) => ApiError::new(S::BAD_REQUEST, "invalid_hook", message),
             RegistryError::Rejected(_) => ApiError::new(S::UNPROCESSABLE_ENTITY, "component_rejected", message),

@@ -1,7 +1,11 @@
 //! plugwatch's HTTP server — the only crate that speaks HTTP and JSON. It serves the versioned JSON API
 //! (`/api/v1`), the operations endpoints (`/healthz`, `/readyz`, `/metrics`), runs the background tasks
-//! (telemetry flush, host sampler, retention, demo traffic) under one shutdown signal, and drains in-flight
-//! work on shutdown.
+//! (plugin loading, telemetry flush, host sampler, retention, demo traffic) under one shutdown signal, and
+//! drains in-flight work on shutdown.
+//!
+//! Startup answers at once: the listener is bound before any plugin is compiled, `/healthz` says alive,
+//! and `/readyz` is 503 (naming what is still loading) until the stored plugins (and, with `--demo`, the
+//! example plugins) are loaded in the background. Shutdown never waits for a compile.
 
 mod api;
 mod auth;
@@ -16,6 +20,7 @@ mod serve;
 mod tasks;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -45,6 +50,8 @@ pub struct Shared {
     /// The latest host sample.
     pub host: Mutex<Option<HostSample>>,
     pub config: ServeConfig,
+    /// Every plugin to be loaded at startup is loaded (the server is ready once this is true).
+    pub(crate) started: AtomicBool,
 }
 
 impl std::ops::Deref for AppState {
@@ -135,8 +142,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the data directory (running migrations), loads every plugin, restores the telemetry that was
-    /// still accumulating, and binds the listener.
+    /// Opens (creating it if needed) the data directory and runs the migrations, reads the plugins (without
+    /// compiling them: [`Server::run`] loads them in the background), restores the telemetry that was still
+    /// accumulating, and binds the listener.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         let store = Store::open(&config.data_dir).await?;
@@ -162,7 +170,14 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let (_, openapi) = routes(&config);
         let openapi = openapi.to_pretty_json().expect("the OpenAPI document serialises");
-        let state = AppState(Arc::new(Shared { registry, access, openapi, host: Mutex::new(None), config }));
+        let state = AppState(Arc::new(Shared {
+            registry,
+            access,
+            openapi,
+            host: Mutex::new(None),
+            config,
+            started: AtomicBool::new(false),
+        }));
         Ok(Server { listener, state })
     }
 
@@ -174,9 +189,9 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish (up to
-    /// `drain_timeout_secs`), stops the background tasks and flushes telemetry. Connections are served
-    /// under the `[http]` limits (see `serve`).
+    /// Serves until `shutdown` resolves, loading the plugins meanwhile; then stops accepting, lets in-flight
+    /// requests finish (up to `drain_timeout_secs`), stops the background tasks (abandoning a load still in
+    /// progress) and flushes telemetry. Connections are served under the `[http]` limits (see `serve`).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let Server { listener, state } = self;
         let (stop_tasks, stopped) = tokio::sync::watch::channel(false);

@@ -16,11 +16,14 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The process can serve: the database answers and it is not draining.
+/// The process can serve: every plugin is loaded, the database answers and it is not draining.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Ready), (status = 503, body = Ready, description = "Not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut problems = Vec::new();
+    if !state.started.load(std::sync::atomic::Ordering::SeqCst) {
+        problems.push("loading plugins");
+    }
     if let Err(error) = state.registry.store().ping().await {
         tracing::warn!(message = "Readiness: database unreachable.", %error);
         problems.push("database unreachable");
@@ -36,6 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             status: if ready { "ready" } else { "not_ready" },
             problems,
             plugins: state.registry.plugins().len(),
+            loading: state.registry.loading(),
         }),
     )
 }

@@ -1,7 +1,10 @@
-//! Background tasks, each stopping on the one shutdown signal: the telemetry flush, the host sampler,
-//! retention, and (with `--demo`) synthetic traffic. On shutdown the flush runs once more and writes
-//! everything telemetry still holds, including the open bucket.
+//! Background tasks, each stopping on the one shutdown signal: startup (loading the plugins, then with
+//! `--demo` installing the examples and driving synthetic traffic), the telemetry flush, the host sampler
+//! and retention. On shutdown the flush runs once more and writes everything telemetry still holds,
+//! including the open bucket. A load still in progress is abandoned, not awaited: its compile may go on on
+//! a blocking thread until the process exits, and writes nothing but an atomically created cache file.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use plugwatch_telemetry::HostSampler;
@@ -15,15 +18,36 @@ pub struct Tasks {
 }
 
 pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> Tasks {
-    let mut handles = vec![
+    let handles = vec![
         tokio::spawn(flush_loop(state.clone(), stop.clone())),
         tokio::spawn(host_loop(state.clone(), stop.clone())),
         tokio::spawn(prune_loop(state.clone(), stop.clone())),
+        tokio::spawn(startup(state.clone(), stop)),
     ];
-    if state.config.demo {
-        handles.push(tokio::spawn(crate::demo::run(state.registry.clone(), stop)));
-    }
     Tasks { handles }
+}
+
+/// Loads the stored plugins (and installs the demo's), marks the server ready, then runs the demo traffic.
+async fn startup(state: AppState, mut stop: watch::Receiver<bool>) {
+    let registry = &state.registry;
+    let load = async {
+        registry.load_all().await;
+        if state.config.demo {
+            crate::demo::install(registry).await;
+        }
+    };
+    tokio::select! {
+        () = load => {}
+        _ = stop.wait_for(|stopped| *stopped) => {
+            tracing::info!(message = "Startup abandoned: shutting down.", loading = ?registry.loading());
+            return;
+        }
+    }
+    state.started.store(true, Ordering::SeqCst);
+    tracing::info!(message = "All plugins loaded: ready.", plugins = registry.plugins().len());
+    if state.config.demo {
+        crate::demo::traffic(registry.clone(), stop).await;
+    }
 }
 
 /// Waits for every task to stop, then writes what telemetry still holds.

@@ -1,5 +1,6 @@
 //! Plugin components on disk, content-addressed: `artifacts/ab/abcdef….wasm`, written atomically and
-//! checked against their hash when read.
+//! checked against their hash when read. The `artifacts` directory is created once, when the store is
+//! opened; a later write never recreates it (or the data directory above it) if it has been deleted.
 
 use std::path::{Path, PathBuf};
 
@@ -26,12 +27,20 @@ impl Artifacts {
         Ok(self.dir.join(&sha256[..2]).join(format!("{sha256}.wasm")))
     }
 
-    /// Stores `bytes` under their sha256 (a no-op when already present) and returns the hash.
+    /// Stores `bytes` under their sha256 (a no-op when already present) and returns the hash. Fails with
+    /// [`StoreError::DirectoryGone`] if the artifacts directory no longer exists.
     pub fn put(&self, bytes: &[u8]) -> Result<String> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let path = self.path(&sha256)?;
         if !path.exists() {
-            std::fs::create_dir_all(path.parent().expect("artifact paths have a parent"))?;
+            // Only the one-level shard directory is made here, never its parents.
+            match std::fs::create_dir(path.parent().expect("artifact paths have a parent")) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::DirectoryGone(self.dir.clone()));
+                }
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e.into()),
+                _ => {}
+            }
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
@@ -71,5 +80,17 @@ mod tests {
         std::fs::write(dir.path().join("artifacts").join(&sha[..2]).join(format!("{sha}.wasm")), b"tampered").unwrap();
         assert!(matches!(artifacts.get(&sha), Err(StoreError::BadArtifact(_))));
         assert!(matches!(artifacts.get("../../etc/passwd"), Err(StoreError::BadArtifact(_))));
+    }
+
+    #[test]
+    fn a_deleted_data_directory_is_not_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let artifacts = Artifacts::new(&data).unwrap();
+        std::fs::remove_dir_all(&data).unwrap();
+        let error = artifacts.put(b"\0asm component").unwrap_err();
+        assert!(matches!(&error, StoreError::DirectoryGone(path) if *path == data.join("artifacts")), "{error}");
+        assert!(error.to_string().contains("no longer exists"), "{error}");
+        assert!(!data.exists(), "the data directory stays deleted");
     }
 }

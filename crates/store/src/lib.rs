@@ -48,6 +48,8 @@ pub enum StoreError {
     NoPreviousVersion(String),
     #[error("artifact {0} is missing or corrupt")]
     BadArtifact(String),
+    #[error("{} no longer exists (was the data directory deleted?); it is created only at startup", .0.display())]
+    DirectoryGone(std::path::PathBuf),
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }

@@ -1,4 +1,5 @@
-//! `plugwatch serve`: runs the server until SIGTERM or Ctrl-C, then drains and flushes.
+//! `plugwatch serve`: runs the server until SIGTERM or Ctrl-C, then drains and flushes. A plugin compile
+//! still running on a blocking thread then is abandoned: the process exits without waiting for it.
 
 use std::path::PathBuf;
 
@@ -106,7 +107,10 @@ impl Serve {
         }
 
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        tokio.block_on(async {
+        let result = tokio.block_on(async {
+            // Listen for the signals before anything else, so one sent during startup is not the default
+            // (an exit without the shutdown flush) and is not lost.
+            let shutdown = shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?;
             let server = Server::bind(config.clone()).await?;
             tracing::info!(
                 message = "plugwatch is listening.",
@@ -116,10 +120,13 @@ impl Serve {
                 demo = config.demo,
                 plugins = server.state().registry.plugins().len(),
             );
-            server.run(shutdown_signal()).await?;
+            server.run(shutdown).await?;
             tracing::info!(message = "plugwatch stopped.");
             Ok::<_, anyhow::Error>(())
-        })?;
+        });
+        // Dropping the runtime would wait for every blocking task, a compile of minutes included.
+        tokio.shutdown_background();
+        result?;
         Ok(std::process::ExitCode::SUCCESS)
     }
 }
@@ -131,21 +138,15 @@ fn figment_has(config: &Option<PathBuf>, key: &str) -> bool {
     env || file
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the handlers now; the future resolves on SIGTERM or SIGINT (Ctrl-C).
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
 }

@@ -128,3 +128,14 @@ async fn compiled_components_are_cached_on_disk_and_a_bad_cache_file_is_replaced
     assert_eq!(again.invoke("x", b"ok").await.outcome, Outcome::Ok);
     assert!(std::fs::metadata(&files[0]).unwrap().len() > 100, "rewritten");
 }
+
+#[tokio::test]
+async fn a_deleted_cache_directory_is_not_recreated_and_the_plugin_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("data").join("compiled");
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache.clone()), ..RuntimeConfig::default() }).unwrap();
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    let plugin = runtime.load(echo(), LoadOptions::default()).await.unwrap();
+    assert_eq!(plugin.invoke("x", b"ok").await.outcome, Outcome::Ok, "compiled in memory instead");
+    assert!(!dir.path().join("data").exists(), "the cache write did not recreate the directory");
+}

@@ -58,7 +58,7 @@ pub async fn get(
     let active = entry.record.active_version.clone();
     let versions: Vec<VersionDto> =
         versions.iter().map(|v| VersionDto::new(v, Some(&v.version) == active.as_ref())).collect();
-    let loaded = entry.active.as_ref().and_then(|a| a.loaded.as_ref().ok());
+    let loaded = entry.active.as_ref().and_then(|a| a.loaded.plugin());
     Ok(Json(PluginDetail {
         plugin: PluginDto::new(&entry, live),
         versions,

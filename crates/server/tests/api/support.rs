@@ -108,7 +108,7 @@ impl TestServer {
                 .await
                 .expect("server runs");
         });
-        TestServer {
+        let server = TestServer {
             addr,
             client,
             anonymous: reqwest::Client::new(),
@@ -116,6 +116,21 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
             _dir: None,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// Waits until `/readyz` answers 200: the stored plugins are loaded in the background after start.
+    pub async fn wait_ready(&self) {
+        loop {
+            let response = self.anonymous.get(self.url("/readyz")).send().await.unwrap();
+            if response.status() == 200 {
+                return;
+            }
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["problems"], json!(["loading plugins"]), "only loading keeps it from being ready");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
