@@ -7,4 +7,5 @@ mod access;
 mod hooks;
 mod operations;
 mod plugins;
+mod secrets;
 mod telemetry;
