@@ -21,6 +21,7 @@ enum Command {
     Serve(commands::serve::Serve),
     Run(commands::run::Run),
     User(commands::user::UserCommand),
+    Secrets(commands::secrets::SecretsCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +34,10 @@ fn main() -> ExitCode {
             cmd.run()
         }
         Command::User(cmd) => {
+            logging::init_quiet();
+            cmd.run()
+        }
+        Command::Secrets(cmd) => {
             logging::init_quiet();
             cmd.run()
         }

@@ -415,4 +415,93 @@ fn a_cold_compile_keeps_no_more_memory_than_a_warm_start() {
     let warm = measure(&mut serve(&args, &[]));
     eprintln!("resident anonymous memory: cold {} MiB, warm {} MiB", cold >> 20, warm >> 20);
     assert!(cold <= warm + (64 << 20), "after compiling: {} MiB; after a warm start: {} MiB", cold >> 20, warm >> 20);
+/// Uploads a plugin that answers its `prefix` config (here a secret) followed by its input.
+fn upload_prefixer(server: &Running, secret: &str) {
+    let body = r#"(local $out i32) (local $plen i32)
+        (call $config (i32.const 100) (i32.const 6) (i32.const 32))
+        (if (i32.eqz (i32.load8_u (i32.const 32))) (then (i32.store (i32.const 40) (i32.const 0))))
+        (local.set $plen (i32.load (i32.const 40)))
+        (local.set $out (call $realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.add (local.get $plen) (local.get $input_len))))
+        (memory.copy (local.get $out) (i32.load (i32.const 36)) (local.get $plen))
+        (memory.copy (i32.add (local.get $out) (local.get $plen)) (local.get $input) (local.get $input_len))
+        (call $ok (local.get $out) (i32.add (local.get $plen) (local.get $input_len)))"#;
+    let wasm =
+        wat::parse_str(TEMPLATE.replace("{extra}", r#"(data (i32.const 100) "prefix")"#).replace("{body}", body))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("prefixer.wasm");
+    std::fs::write(&component, wasm).unwrap();
+    let manifest = serde_json::json!({"name": "vault", "version": "1.0.0", "secrets": {"prefix": secret}});
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("authorization: Bearer {}", server.token)])
+        .arg(format!("{}/api/v1/plugins", server.addr))
+        .args(["-F", &format!("manifest={manifest};type=application/json")])
+        .args(["-F", &format!("component=@{};type=application/wasm", component.display())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.ends_with("201"), "{text}");
+}
+
+/// What the prefixer answers to the input `1`.
+fn prefixer_output(server: &Running) -> String {
+    let url = format!("{}/api/v1/plugins/vault/invoke/h", server.addr);
+    let (status, text) = http(&server.token, "POST", &url, Some(("application/octet-stream", b"1".to_vec())));
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+fn stop(mut server: Running) {
+    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(server.child.wait().unwrap().success());
+}
+
+#[test]
+fn secrets_rotate_re_encrypts_with_a_new_key_that_the_next_start_uses() {
+    const SECRET: &str = "webhook-key-3kq9DpX0aZ";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let server = serve(&["--data-dir", data], &[]);
+    upload_prefixer(&server, SECRET);
+    assert_eq!(prefixer_output(&server), format!("{SECRET}1"));
+    stop(server);
+    let key_file = dir.path().join("data/secret.key");
+    let old_key = std::fs::read_to_string(&key_file).unwrap();
+
+    let new_key = dir.path().join("new.key");
+    std::fs::write(&new_key, format!("{}\n", "5e".repeat(32))).unwrap();
+    let rotate = |envs: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+            .args(["secrets", "rotate", "--data-dir", data, "--new-key-file", new_key.to_str().unwrap()])
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap()
+    };
+    // With a current key that did not encrypt the secrets, nothing happens, and both keys are named.
+    let wrong = rotate(&[("PLUGWATCH_SECRET_KEY", &"77".repeat(32))]);
+    assert_eq!(wrong.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("encrypted with key") && stderr.contains("the configured key is"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), old_key);
+
+    let out = rotate(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Re-encrypted 1 secrets"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), std::fs::read_to_string(&new_key).unwrap());
+
+    // The next start reads the new key from the data directory and the plugin still gets its secret.
+    let server = serve(&["--data-dir", data], &[]);
+    assert_eq!(prefixer_output(&server), format!("{SECRET}1"));
+    stop(server);
+    // The old key no longer opens the data directory.
+    let old = old_key.trim().to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data])
+        .env("PLUGWATCH_SECRET_KEY", &old)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the configured key is"));
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use plugwatch_runtime::{Invocation, LoadError, LoadOptions, Plugin, Runtime};
-use plugwatch_store::{Artifacts, FailurePolicy, PluginRecord, Store, StoreError, Stored, VersionRecord};
+use plugwatch_store::{Artifacts, FailurePolicy, PluginRecord, SecretValue, Store, StoreError, Stored, VersionRecord};
 use plugwatch_telemetry::{Series, Telemetry};
 
 pub use dispatch::{HookMode, HookOutcome, HookRun};
@@ -488,6 +488,11 @@ pub fn failure_policy(entry: &Entry) -> FailurePolicy {
     entry.active.as_ref().map(|a| a.version.failure_policy).unwrap_or_default()
 }
 
-fn merged_config(config: &BTreeMap<String, String>, secrets: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    config.iter().chain(secrets).map(|(k, v)| (k.clone(), v.clone())).collect()
+/// What the plugin reads with `host.config`: its config and its secrets, opened.
+fn merged_config(
+    config: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, SecretValue>,
+) -> BTreeMap<String, String> {
+    let secrets = secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_owned()));
+    config.iter().map(|(k, v)| (k.clone(), v.clone())).chain(secrets).collect()
 }

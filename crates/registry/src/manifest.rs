@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use plugwatch_runtime::Limits;
-use plugwatch_store::{FailurePolicy, NewVersion, Subscription};
+use plugwatch_store::{FailurePolicy, NewVersion, SecretValue, Subscription};
 
 use crate::{RegistryError, Result};
 
@@ -17,8 +17,8 @@ pub struct Manifest {
     pub hooks: Vec<Subscription>,
     pub limits: Limits,
     pub config: BTreeMap<String, String>,
-    /// Like `config`, but never returned by the API.
-    pub secrets: BTreeMap<String, String>,
+    /// Like `config`, but never returned by the API, and encrypted at rest.
+    pub secrets: BTreeMap<String, SecretValue>,
     pub failure_policy: FailurePolicy,
     /// Refuse the component unless its sha256 is this.
     pub sha256: Option<String>,
@@ -88,14 +88,14 @@ impl Manifest {
         if self.config.len() + self.secrets.len() > MAX_CONFIG_ENTRIES {
             return Err(invalid(format!("at most {MAX_CONFIG_ENTRIES} config and secret entries")));
         }
-        for (field, map) in [("config", &self.config), ("secrets", &self.secrets)] {
-            for (key, value) in map {
-                if key.is_empty() || key.len() > MAX_CONFIG_KEY {
-                    return Err(invalid(format!("`{field}` keys must be 1-{MAX_CONFIG_KEY} bytes")));
-                }
-                if value.len() > MAX_CONFIG_VALUE {
-                    return Err(invalid(format!("`{field}.{key}` is longer than {MAX_CONFIG_VALUE} bytes")));
-                }
+        let config = self.config.iter().map(|(k, v)| ("config", k, v.as_str()));
+        let secrets = self.secrets.iter().map(|(k, v)| ("secrets", k, v.expose()));
+        for (field, key, value) in config.chain(secrets) {
+            if key.is_empty() || key.len() > MAX_CONFIG_KEY {
+                return Err(invalid(format!("`{field}` keys must be 1-{MAX_CONFIG_KEY} bytes")));
+            }
+            if value.len() > MAX_CONFIG_VALUE {
+                return Err(invalid(format!("`{field}.{key}` is longer than {MAX_CONFIG_VALUE} bytes")));
             }
         }
         if let Some(key) = self.config.keys().find(|k| self.secrets.contains_key(*k)) {

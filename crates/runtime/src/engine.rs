@@ -89,8 +89,8 @@ pub enum Prewarm {
     Instances(usize),
 }
 
-/// How to load one plugin.
-#[derive(Clone, Debug, Default)]
+/// How to load one plugin. Its `Debug` names the config keys but not their values (some are secrets).
+#[derive(Clone, Default)]
 pub struct LoadOptions {
     pub limits: Limits,
     /// Values the plugin reads with `host.config`.
@@ -98,6 +98,17 @@ pub struct LoadOptions {
     /// Refuse the component unless its sha256 (hex) is this.
     pub expected_sha256: Option<String>,
     pub prewarm: Prewarm,
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("limits", &self.limits)
+            .field("config_keys", &self.config.keys().collect::<Vec<_>>())
+            .field("expected_sha256", &self.expected_sha256)
+            .field("prewarm", &self.prewarm)
+            .finish()
+    }
 }
 
 /// The plugin runtime. Cheap to clone; all clones share one engine.

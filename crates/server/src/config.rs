@@ -27,6 +27,13 @@ pub struct ServeConfig {
     /// `PLUGWATCH_ADMIN_PASSWORD`); without it one is generated and logged once.
     #[serde(skip_serializing)]
     pub admin_password: Option<Secret>,
+    /// The key that encrypts plugin secrets at rest: 32 bytes as 64 hex digits or base64 (usually set with
+    /// `PLUGWATCH_SECRET_KEY`). Takes precedence over `secret_key_file`. Without either, the data directory's
+    /// `secret.key` is used, generated on the first start.
+    #[serde(skip_serializing)]
+    pub secret_key: Option<Secret>,
+    /// A file holding that key (`PLUGWATCH_SECRET_KEY_FILE`), e.g. a mounted Kubernetes secret.
+    pub secret_key_file: Option<PathBuf>,
     pub http: HttpConfig,
     pub runtime: RuntimeSettings,
     pub telemetry: TelemetrySettings,
@@ -43,6 +50,8 @@ impl Default for ServeConfig {
             demo: false,
             drain_timeout_secs: 30,
             admin_password: None,
+            secret_key: None,
+            secret_key_file: None,
             http: HttpConfig::default(),
             runtime: RuntimeSettings::default(),
             telemetry: TelemetrySettings::default(),
@@ -287,7 +296,25 @@ impl ServeConfig {
         if self.runtime.max_memory_bytes < 64 << 10 {
             return Err("`runtime.max_memory_bytes` must be at least 65536 (one page)".into());
         }
+        self.key_source()?;
         Ok(())
+    }
+
+    /// The key that encrypts secrets at rest: `secret_key`, else the key in `secret_key_file`, else the
+    /// data directory's own key file. A malformed key is refused, naming the setting and what is wrong.
+    pub fn key_source(&self) -> Result<plugwatch_store::KeySource, String> {
+        use plugwatch_store::{KeySource, SecretKey};
+        if let Some(key) = &self.secret_key {
+            let key = SecretKey::parse(key.expose())
+                .map_err(|reason| format!("`secret_key` (PLUGWATCH_SECRET_KEY) is not a valid key: {reason}"))?;
+            return Ok(KeySource::Configured { key, origin: "secret_key (PLUGWATCH_SECRET_KEY)".into() });
+        }
+        if let Some(path) = &self.secret_key_file {
+            let key = SecretKey::read_file(path)
+                .map_err(|e| format!("`secret_key_file` (PLUGWATCH_SECRET_KEY_FILE): {e}"))?;
+            return Ok(KeySource::Configured { key, origin: format!("secret_key_file {}", path.display()) });
+        }
+        Ok(KeySource::DataDir)
     }
 
     pub fn runtime_config(&self) -> plugwatch_runtime::RuntimeConfig {

@@ -28,8 +28,10 @@ pub struct ManifestDto {
     pub limits: LimitsDto,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Write-only: stored encrypted, handed to the plugin, never returned.
     #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub secrets: BTreeMap<String, crate::config::Secret>,
     #[serde(default)]
     pub failure_policy: Option<String>,
     #[serde(default)]
@@ -114,7 +116,7 @@ impl ManifestDto {
             hooks: self.hooks.into_iter().map(|h| Subscription { hook: h.hook, priority: h.priority }).collect(),
             limits: self.limits.to_limits(),
             config: self.config,
-            secrets: self.secrets,
+            secrets: self.secrets.into_iter().map(|(k, v)| (k, v.0.into())).collect(),
             failure_policy,
             sha256: self.sha256,
         })

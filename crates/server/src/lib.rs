@@ -147,7 +147,8 @@ impl Server {
     /// accumulating, and binds the listener.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
-        let store = Store::open(&config.data_dir).await?;
+        let store = Store::open_with(&config.data_dir, config.key_source().map_err(ServerError::Config)?).await?;
+        log_secret_key(&store);
         let artifacts = Artifacts::new(&config.data_dir)?;
         let runtime = Runtime::new(config.runtime_config())?;
         let telemetry =
@@ -208,6 +209,21 @@ impl Server {
         tasks::join(tasks, &state).await;
         state.registry.store().close().await;
         result.map_err(ServerError::Io)
+    }
+}
+
+/// Says which key encrypts secrets, and loudly when it was just generated (never the key itself).
+fn log_secret_key(store: &Store) {
+    let key_id = store.secret_key_id().unwrap_or_default();
+    match store.secret_key_origin() {
+        plugwatch_store::KeyOrigin::DataDir { path, generated: true } => tracing::warn!(
+            message = "Generated a secret key that encrypts plugin secrets at rest. Keep it, and back it up \
+                       separately from the database: without it the secrets cannot be read. To use your own key, \
+                       set PLUGWATCH_SECRET_KEY or PLUGWATCH_SECRET_KEY_FILE (see the README).",
+            key_file = %path.display(),
+            key_id = %key_id,
+        ),
+        origin => tracing::info!(message = "Secrets are encrypted at rest.", key_id = %key_id, key = %origin),
     }
 }
 

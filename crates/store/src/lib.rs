@@ -9,6 +9,7 @@ mod artifacts;
 mod model;
 mod plugins;
 mod retention;
+mod secrets;
 mod telemetry;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ pub use access::{
 pub use artifacts::Artifacts;
 pub use model::*;
 pub use retention::{PruneReport, Retention};
+pub use secrets::{KEY_FILE, KeyOrigin, KeySource, Rotated, SecretBox, SecretError, SecretKey, SecretValue};
 pub use telemetry::{HostPoint, StoredRollup};
 
 /// Everything that can go wrong in the store.
@@ -52,6 +54,8 @@ pub enum StoreError {
     DirectoryGone(std::path::PathBuf),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -61,11 +65,20 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     pool: Pool<Sqlite>,
     series: std::sync::Arc<Mutex<HashMap<(String, String), i64>>>,
+    keyring: std::sync::Arc<secrets::Keyring>,
 }
 
 impl Store {
-    /// Opens (creating if needed) `plugwatch.db` in `data_dir` and runs the migrations.
+    /// Opens (creating if needed) `plugwatch.db` in `data_dir` with the data directory's secret key
+    /// (`secret.key`, generated on the first start): [`Store::open_with`] and [`KeySource::DataDir`].
     pub async fn open(data_dir: &Path) -> Result<Store> {
+        Store::open_with(data_dir, KeySource::DataDir).await
+    }
+
+    /// Opens (creating if needed) `plugwatch.db` in `data_dir`, runs the migrations, checks `keys` against
+    /// the sealed secrets and seals any clear-text secrets an older database holds (one transaction). A
+    /// key that did not seal the stored secrets is refused, naming both key ids, with nothing written.
+    pub async fn open_with(data_dir: &Path, keys: KeySource) -> Result<Store> {
         std::fs::create_dir_all(data_dir)?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(data_dir.join("plugwatch.db"))
@@ -77,8 +90,23 @@ impl Store {
             // Takes effect when the file is created: lets retention give pages back with incremental vacuum.
             .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool, series: Default::default() })
+        let opened = async {
+            // The key is checked before the migrations run, so a refused start writes nothing.
+            let keyring = secrets::keyring(&pool, data_dir, keys).await?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            let store = Store { pool: pool.clone(), series: Default::default(), keyring: keyring.into() };
+            let sealed = store.seal_clear_rows().await?;
+            if sealed > 0 {
+                tracing::info!(message = "Encrypted the clear-text secrets of an older database.", values = sealed);
+            }
+            Ok::<_, StoreError>(store)
+        }
+        .await;
+        if opened.is_err() {
+            // Closing checkpoints and removes the WAL files: a refused start leaves the directory as it was.
+            pool.close().await;
+        }
+        opened
     }
 
     /// Whether the database answers.
@@ -95,8 +123,12 @@ impl Store {
         Ok(((count - free) * size) as u64)
     }
 
-    /// Waits for in-flight work and closes every connection.
+    /// Copies the WAL into the database file (so a stopped data directory is one self-contained file, as
+    /// a backup wants), waits for in-flight work and closes every connection.
     pub async fn close(&self) {
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            tracing::warn!(message = "The database could not be checkpointed on close.", %error);
+        }
         self.pool.close().await;
     }
 }

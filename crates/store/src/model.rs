@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use plugwatch_runtime::Limits;
 
+use crate::secrets::SecretValue;
+
 /// What a failing plugin does to a hook chain.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FailurePolicy {
@@ -61,8 +63,8 @@ pub struct NewVersion {
     pub limits: Limits,
     pub hooks: Vec<Subscription>,
     pub config: BTreeMap<String, String>,
-    /// Values the plugin reads like config but the API never returns.
-    pub secrets: BTreeMap<String, String>,
+    /// Values the plugin reads like config but the API never returns; sealed before they are stored.
+    pub secrets: BTreeMap<String, SecretValue>,
 }
 
 /// A stored version.
@@ -77,7 +79,8 @@ pub struct VersionRecord {
     pub limits: Limits,
     pub hooks: Vec<Subscription>,
     pub config: BTreeMap<String, String>,
-    pub secrets: BTreeMap<String, String>,
+    /// Opened on read; never returned by the API.
+    pub secrets: BTreeMap<String, SecretValue>,
     pub created_at: i64,
 }
 

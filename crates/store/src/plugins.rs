@@ -7,6 +7,7 @@ use plugwatch_runtime::Limits;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::secrets::{SealedColumn, SecretError, context};
 use crate::{NewVersion, PluginRecord, Result, Store, StoreError, Stored, Subscription, VersionRecord, unix};
 
 impl Store {
@@ -81,16 +82,22 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        for (secret, map) in [(false, &v.config), (true, &v.secrets)] {
-            for (key, value) in map {
-                sqlx::query("INSERT INTO plugin_config (version_id, key, value, secret) VALUES ($1, $2, $3, $4)")
-                    .bind(version_id)
-                    .bind(key)
-                    .bind(value)
-                    .bind(secret)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        for (key, value) in &v.config {
+            sqlx::query("INSERT INTO plugin_config (version_id, key, value, secret, sealed) VALUES ($1, $2, $3, 0, 0)")
+                .bind(version_id)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (key, value) in &v.secrets {
+            let sealed = self.seal(&secret_context(&v.plugin, &v.version, key), value)?;
+            sqlx::query("INSERT INTO plugin_config (version_id, key, value, secret, sealed) VALUES ($1, $2, $3, 1, 1)")
+                .bind(version_id)
+                .bind(key)
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await?;
         }
         let activated = active.is_none() || activate;
         if activated {
@@ -218,23 +225,30 @@ impl Store {
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?;
-        let pairs: Vec<(String, String, bool)> =
-            sqlx::query_as("SELECT key, value, secret FROM plugin_config WHERE version_id = $1 ORDER BY key")
+        let pairs: Vec<(String, String, bool, bool)> =
+            sqlx::query_as("SELECT key, value, secret, sealed FROM plugin_config WHERE version_id = $1 ORDER BY key")
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?;
+        let (plugin, version): (String, String) = (row.get("name"), row.get("version"));
         let (mut config, mut secrets) = (BTreeMap::new(), BTreeMap::new());
-        for (key, value, secret) in pairs {
-            if secret {
-                secrets.insert(key, value)
-            } else {
-                config.insert(key, value)
-            };
+        for (key, value, secret, sealed) in pairs {
+            if !secret {
+                config.insert(key, value);
+                continue;
+            }
+            let context = secret_context(&plugin, &version, &key);
+            if !sealed {
+                // Sealed on open; a clear row now was written behind the store's back.
+                return Err(SecretError::Malformed { context, reason: "it is stored in clear" }.into());
+            }
+            let value = self.unseal(&context, &value)?;
+            secrets.insert(key, value);
         }
         let policy: String = row.get("failure_policy");
         Ok(VersionRecord {
-            plugin: row.get("name"),
-            version: row.get("version"),
+            plugin,
+            version,
             sha256: row.get("sha256"),
             size: row.get::<i64, _>("size") as u64,
             description: row.get("description"),
@@ -282,6 +296,20 @@ async fn activate_in(tx: &mut sqlx::SqliteConnection, plugin_id: i64, plugin: &s
     }
     Ok(())
 }
+
+/// What a secret config value is sealed for: its plugin, version and key.
+fn secret_context(plugin: &str, version: &str, key: &str) -> String {
+    context("plugin_config", &[plugin, version, key])
+}
+
+/// Secret config values, for the key check, the clear-text migration and rotation. The context is
+/// [`secret_context`] in SQL.
+pub(crate) const SECRET_CONFIG: SealedColumn = SealedColumn {
+    select: "SELECT c.rowid, 'plugin_config/' || p.name || '/' || v.version || '/' || c.key, c.value
+        FROM plugin_config c JOIN plugin_versions v ON v.id = c.version_id JOIN plugins p ON p.id = v.plugin_id
+        WHERE c.secret = 1 AND c.sealed = $1",
+    update: "UPDATE plugin_config SET value = $1, sealed = 1 WHERE rowid = $2",
+};
 
 const PLUGIN_SELECT: &str = "SELECT p.name, p.enabled, p.created_at, p.updated_at,
         a.version AS active_version, b.version AS previous_version

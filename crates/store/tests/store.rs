@@ -18,7 +18,7 @@ fn version(plugin: &str, version: &str, sha: char) -> NewVersion {
         limits: Limits { timeout: Duration::from_millis(50), ..Limits::default() },
         hooks: vec![Subscription { hook: "order.pricing".into(), priority: 5 }],
         config: [("region".to_owned(), "kr".to_owned())].into(),
-        secrets: [("api_key".to_owned(), "s3cr3t".to_owned())].into(),
+        secrets: [("api_key".to_owned(), "s3cr3t".into())].into(),
     }
 }
 
@@ -49,7 +49,7 @@ async fn versions_are_stored_activated_rolled_back_and_deleted() {
     assert_eq!(v.failure_policy, FailurePolicy::FailClosed);
     assert_eq!(v.hooks, vec![Subscription { hook: "order.pricing".into(), priority: 5 }]);
     assert_eq!(v.config["region"], "kr");
-    assert_eq!(v.secrets["api_key"], "s3cr3t");
+    assert_eq!(v.secrets["api_key"].expose(), "s3cr3t");
 
     assert!(matches!(store.rollback("promo").await, Err(StoreError::NoPreviousVersion(_))));
     store.activate("promo", "2.0.0").await.unwrap();

@@ -1,7 +1,7 @@
 //! `plugwatch serve`: runs the server until SIGTERM or Ctrl-C, then drains and flushes. A plugin compile
 //! still running on a blocking thread then is abandoned: the process exits without waiting for it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use figment::Figment;
@@ -19,6 +19,7 @@ const ENV_KEYS: &[&str] = &[
     "demo",
     "drain_timeout_secs",
     "admin_password",
+    "secret_key",
     "http",
     "runtime",
     "telemetry",
@@ -55,17 +56,7 @@ pub struct Serve {
 
 impl Serve {
     pub fn run(self) -> anyhow::Result<std::process::ExitCode> {
-        let mut figment = Figment::from(Serialized::defaults(ServeConfig::default()));
-        if let Some(path) = &self.config {
-            anyhow::ensure!(path.exists(), "the configuration file {} does not exist", path.display());
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        figment = figment.merge(
-            Env::prefixed("PLUGWATCH_")
-                .filter(|key| ENV_KEYS.iter().any(|k| key.as_str().to_ascii_lowercase().starts_with(k)))
-                .split("__"),
-        );
-        let mut config: ServeConfig = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let mut config = load_config(self.config.as_deref())?;
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
@@ -129,6 +120,22 @@ impl Serve {
         result?;
         Ok(std::process::ExitCode::SUCCESS)
     }
+}
+
+/// The configuration from built-in defaults, the TOML file (if any) and `PLUGWATCH_*` variables: what
+/// `serve` starts from before its flags, and what other commands read the secret key from.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<ServeConfig> {
+    let mut figment = Figment::from(Serialized::defaults(ServeConfig::default()));
+    if let Some(path) = path {
+        anyhow::ensure!(path.exists(), "the configuration file {} does not exist", path.display());
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(
+        Env::prefixed("PLUGWATCH_")
+            .filter(|key| ENV_KEYS.iter().any(|k| key.as_str().to_ascii_lowercase().starts_with(k)))
+            .split("__"),
+    );
+    figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
 }
 
 /// Whether the configuration file (if any) sets `key` at the top level, or the environment does.

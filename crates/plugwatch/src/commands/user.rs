@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use plugwatch_access::{Access, AccessConfig, AuditEntry, AuditResult, Principal, Role};
-use plugwatch_store::Store;
+use plugwatch_store::{KeySource, Store};
 
 /// Manage users in a data directory (the server may be running).
 #[derive(clap::Args)]
@@ -76,7 +76,9 @@ impl UserCommand {
 
     async fn execute(self) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(self.data_dir.exists(), "the data directory {} does not exist", self.data_dir.display());
-        let store = Store::open(&self.data_dir).await.context("cannot open the data directory")?;
+        // Users need no secret key: this command can neither read nor write plugin secrets.
+        let store =
+            Store::open_with(&self.data_dir, KeySource::None).await.context("cannot open the data directory")?;
         let access = Access::new(store, AccessConfig::default());
         let (action, target) = match &self.action {
             Action::List => {

@@ -9,4 +9,5 @@ mod errors;
 mod hooks;
 mod operations;
 mod plugins;
+mod secrets;
 mod telemetry;
