@@ -415,6 +415,8 @@ fn a_cold_compile_keeps_no_more_memory_than_a_warm_start() {
     let warm = measure(&mut serve(&args, &[]));
     eprintln!("resident anonymous memory: cold {} MiB, warm {} MiB", cold >> 20, warm >> 20);
     assert!(cold <= warm + (64 << 20), "after compiling: {} MiB; after a warm start: {} MiB", cold >> 20, warm >> 20);
+}
+
 /// Uploads a plugin that answers its `prefix` config (here a secret) followed by its input.
 fn upload_prefixer(server: &Running, secret: &str) {
     let body = r#"(local $out i32) (local $plen i32)

@@ -88,7 +88,10 @@ async fn raw(dir: &Path) -> Pool<Sqlite> {
 async fn secrets_round_trip_and_the_database_files_never_hold_them_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
-    store.insert_version(&version("promo", "1.0.0", &[("api_key", SECRET), ("smtp", OTHER_SECRET)])).await.unwrap();
+    store
+        .insert_version(&version("promo", "1.0.0", &[("api_key", SECRET), ("smtp", OTHER_SECRET)]), false)
+        .await
+        .unwrap();
     let v = store.version("promo", "1.0.0").await.unwrap();
     assert_eq!(v.secrets["api_key"].expose(), SECRET);
     assert_eq!(v.secrets["smtp"].expose(), OTHER_SECRET);
@@ -101,7 +104,7 @@ async fn secrets_round_trip_and_the_database_files_never_hold_them_in_clear() {
     assert!(open_files.contains_key("plugwatch.db-shm"));
     assert_eq!(leaks(dir.path(), SECRET), Vec::<String>::new());
     assert_eq!(leaks(dir.path(), OTHER_SECRET), Vec::<String>::new());
-    assert!(leaks(dir.path(), "promo").len() >= 1, "the search itself finds what is stored in clear");
+    assert!(!leaks(dir.path(), "promo").is_empty(), "the search itself finds what is stored in clear");
     store.close().await;
     assert_eq!(leaks(dir.path(), SECRET), Vec::<String>::new());
 
@@ -117,7 +120,7 @@ async fn secrets_round_trip_and_the_database_files_never_hold_them_in_clear() {
 async fn a_wrong_or_missing_key_is_refused_naming_the_key_ids_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), configured(1)).await.unwrap();
-    store.insert_version(&version("promo", "1.0.0", &[("api_key", SECRET)])).await.unwrap();
+    store.insert_version(&version("promo", "1.0.0", &[("api_key", SECRET)]), false).await.unwrap();
     store.close().await;
     let before = digests(dir.path());
 
@@ -140,8 +143,11 @@ async fn a_wrong_or_missing_key_is_refused_naming_the_key_ids_and_nothing_is_wri
 async fn an_altered_value_or_one_moved_to_another_row_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), configured(1)).await.unwrap();
-    store.insert_version(&version("promo", "1.0.0", &[("api_key", SECRET), ("smtp", OTHER_SECRET)])).await.unwrap();
-    store.insert_version(&version("courier", "1.0.0", &[("api_key", OTHER_SECRET)])).await.unwrap();
+    store
+        .insert_version(&version("promo", "1.0.0", &[("api_key", SECRET), ("smtp", OTHER_SECRET)]), false)
+        .await
+        .unwrap();
+    store.insert_version(&version("courier", "1.0.0", &[("api_key", OTHER_SECRET)]), false).await.unwrap();
     store.close().await;
 
     // Copy promo's api_key ciphertext over courier's: same key name, same key, another row.
@@ -294,8 +300,11 @@ async fn clear_text_secrets_of_an_older_database_are_sealed_and_scrubbed_from_it
 async fn rotation_re_encrypts_every_secret_at_once_and_leaves_no_old_ciphertext() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), configured(1)).await.unwrap();
-    store.insert_version(&version("promo", "1.0.0", &[("api_key", SECRET)])).await.unwrap();
-    store.insert_version(&version("promo", "2.0.0", &[("api_key", SECRET), ("smtp", OTHER_SECRET)])).await.unwrap();
+    store.insert_version(&version("promo", "1.0.0", &[("api_key", SECRET)]), false).await.unwrap();
+    store
+        .insert_version(&version("promo", "2.0.0", &[("api_key", SECRET), ("smtp", OTHER_SECRET)]), false)
+        .await
+        .unwrap();
     let db = raw(dir.path()).await;
     let old: Vec<(String,)> =
         sqlx::query_as("SELECT value FROM plugin_config WHERE secret = 1").fetch_all(&db).await.unwrap();
@@ -340,7 +349,7 @@ async fn rotation_re_encrypts_every_secret_at_once_and_leaves_no_old_ciphertext(
 async fn without_a_key_secrets_can_be_neither_stored_nor_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), KeySource::None).await.unwrap();
-    let error = store.insert_version(&version("promo", "1.0.0", &[("api_key", SECRET)])).await.unwrap_err();
+    let error = store.insert_version(&version("promo", "1.0.0", &[("api_key", SECRET)]), false).await.unwrap_err();
     assert!(matches!(error, StoreError::Secret(SecretError::NoKey { .. })), "{error}");
     assert!(store.plugins().await.unwrap().is_empty(), "nothing was stored");
     assert!(!dir.path().join(KEY_FILE).exists(), "no key is generated");
