@@ -89,10 +89,23 @@ impl Store {
             .busy_timeout(Duration::from_secs(5))
             // Takes effect when the file is created: lets retention give pages back with incremental vacuum.
             .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
+        // The key is checked against the stored secrets first, on a connection that cannot write (immutable:
+        // it touches neither the database nor its WAL files), so a refused start changes no byte.
+        let db = data_dir.join("plugwatch.db");
+        let stored = if db.exists() {
+            let read_only = SqliteConnectOptions::new().filename(&db).read_only(true).immutable(true);
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(read_only).await?;
+            let stored = secrets::stored_key_ids(&pool).await;
+            pool.close().await;
+            stored?
+        } else {
+            Default::default()
+        };
+        let keyring = secrets::keyring(&stored, data_dir, keys)?;
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let opened = async {
-            // The key is checked before the migrations run, so a refused start writes nothing.
-            let keyring = secrets::keyring(&pool, data_dir, keys).await?;
+            // Values only in a WAL the immutable read did not see (after a crash) are checked here.
+            keyring.check(&secrets::stored_key_ids(&pool).await?)?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             let store = Store { pool: pool.clone(), series: Default::default(), keyring: keyring.into() };
             let sealed = store.seal_clear_rows().await?;

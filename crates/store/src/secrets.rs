@@ -384,11 +384,10 @@ pub struct Rotated {
     pub values: usize,
 }
 
-/// Chooses the key for a freshly opened pool and checks it against every sealed value, before anything is
-/// written: a key that did not seal them is refused with both ids, and no key is generated while sealed
+/// Chooses the key and checks it against the ids of the keys that sealed the stored values
+/// ([`stored_key_ids`]), before anything is written: a key that did not seal them is refused with both ids, and no key is generated while sealed
 /// values exist.
-pub(crate) async fn keyring(pool: &Pool<Sqlite>, data_dir: &Path, source: KeySource) -> Result<Keyring> {
-    let stored = stored_key_ids(pool).await?;
+pub(crate) fn keyring(stored: &BTreeSet<String>, data_dir: &Path, source: KeySource) -> Result<Keyring> {
     let stored_list = || stored.iter().cloned().collect::<Vec<_>>().join(", ");
     let (key, origin) = match source {
         KeySource::None => (None, KeyOrigin::None),
@@ -425,8 +424,22 @@ pub(crate) async fn keyring(pool: &Pool<Sqlite>, data_dir: &Path, source: KeySou
     Ok(Keyring { current: RwLock::new(key.as_ref().map(|k| Arc::new(SecretBox::new(k)))), origin: RwLock::new(origin) })
 }
 
+impl Keyring {
+    /// Refuses sealed values (found after [`keyring`] chose the key) that another key sealed.
+    pub(crate) fn check(&self, stored: &BTreeSet<String>) -> Result<()> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        let Some(id) = current.as_ref().map(|b| b.key_id().to_owned()) else { return Ok(()) };
+        if stored.iter().all(|s| *s == id) {
+            return Ok(());
+        }
+        let origin = self.origin.read().unwrap_or_else(|e| e.into_inner()).to_string();
+        let stored = stored.iter().cloned().collect::<Vec<_>>().join(", ");
+        Err(SecretError::WrongKey { stored, configured: id, origin }.into())
+    }
+}
+
 /// The ids of the keys that sealed the stored values.
-async fn stored_key_ids(pool: &Pool<Sqlite>) -> Result<BTreeSet<String>> {
+pub(crate) async fn stored_key_ids(pool: &Pool<Sqlite>) -> Result<BTreeSet<String>> {
     let mut ids = BTreeSet::new();
     // Before the migrations: a new or older database has no sealed column yet, so nothing sealed.
     let (sealed_columns,): (i64,) =

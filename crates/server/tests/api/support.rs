@@ -121,10 +121,11 @@ impl TestServer {
         server
     }
 
-    /// Waits until `/readyz` answers 200: the stored plugins are loaded in the background after start.
+    /// Waits until `/readyz` answers 200: the stored plugins are loaded in the background after start. Each
+    /// probe closes its connection, so that none stays open (tests count the server's connections).
     pub async fn wait_ready(&self) {
         loop {
-            let response = self.anonymous.get(self.url("/readyz")).send().await.unwrap();
+            let response = self.anonymous.get(self.url("/readyz")).header("connection", "close").send().await.unwrap();
             if response.status() == 200 {
                 return;
             }
