@@ -543,18 +543,21 @@ impl Store {
             AttemptKey::Source(v) => ("source", v),
         };
         let mut tx = self.pool.begin().await?;
-        let existing: Option<(i64,)> =
-            sqlx::query_as("SELECT audit_id FROM lockouts WHERE key_kind = $1 AND key = $2 AND started_at_us = $3")
-                .bind(kind)
-                .bind(value)
-                .bind(micros(started_at))
-                .fetch_optional(&mut *tx)
-                .await?;
-        let id = match existing {
-            Some((id,)) => {
-                sqlx::query("UPDATE audit_log SET count = count + 1 WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                id
-            }
+        // A write first, so the transaction takes the write lock at once (waiting its turn behind another
+        // sign-in's): one that read first would fail with SQLITE_BUSY_SNAPSHOT when a concurrent refusal
+        // wrote in between.
+        let counted: Option<(i64,)> = sqlx::query_as(
+            "UPDATE audit_log SET count = count + 1
+             WHERE id = (SELECT audit_id FROM lockouts WHERE key_kind = $1 AND key = $2 AND started_at_us = $3)
+             RETURNING id",
+        )
+        .bind(kind)
+        .bind(value)
+        .bind(micros(started_at))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let id = match counted {
+            Some((id,)) => id,
             None => {
                 let id = insert_audit(&mut tx, entry).await?;
                 sqlx::query("INSERT INTO lockouts (key_kind, key, started_at_us, audit_id) VALUES ($1, $2, $3, $4)")
