@@ -89,11 +89,13 @@ impl Store {
             .busy_timeout(Duration::from_secs(5))
             // Takes effect when the file is created: lets retention give pages back with incremental vacuum.
             .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
-        // The key is checked against the stored secrets first, on a connection that cannot write (immutable:
-        // it touches neither the database nor its WAL files), so a refused start changes no byte.
+        // The key is checked against the stored secrets first, on a connection that cannot write, so a
+        // refused start changes no byte: read-only, and immutable (touching no WAL file) unless a WAL holds
+        // transactions not yet in the database (after a crash), which only a WAL-reading connection sees.
         let db = data_dir.join("plugwatch.db");
         let stored = if db.exists() {
-            let read_only = SqliteConnectOptions::new().filename(&db).read_only(true).immutable(true);
+            let wal = std::fs::metadata(data_dir.join("plugwatch.db-wal")).is_ok_and(|m| m.len() > 0);
+            let read_only = SqliteConnectOptions::new().filename(&db).read_only(true).immutable(!wal);
             let pool = SqlitePoolOptions::new().max_connections(1).connect_with(read_only).await?;
             let stored = secrets::stored_key_ids(&pool).await;
             pool.close().await;
