@@ -19,7 +19,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let work = root.join("target/schemathesis");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    crate::run(Command::new("cargo").args(["build", "-p", "plugwatch"]))?;
+    // The same selection as the test step, so that its build is reused: `-p plugwatch` alone resolves the
+    // dependencies' features differently and rebuilt wasmtime (about ten minutes of CI).
+    crate::run(Command::new("cargo").args(["build", "--workspace", "--all-targets", "--locked"]))?;
     let _server = crate::server::Killed(
         Command::new(root.join("target/debug/plugwatch"))
             .args(["serve", "--listen", ADDR, "--data-dir"])
