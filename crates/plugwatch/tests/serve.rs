@@ -419,14 +419,7 @@ fn a_cold_compile_keeps_no_more_memory_than_a_warm_start() {
 
 /// Uploads a plugin that answers its `prefix` config (here a secret) followed by its input.
 fn upload_prefixer(server: &Running, secret: &str) {
-    let body = r#"(local $out i32) (local $plen i32)
-        (call $config (i32.const 100) (i32.const 6) (i32.const 32))
-        (if (i32.eqz (i32.load8_u (i32.const 32))) (then (i32.store (i32.const 40) (i32.const 0))))
-        (local.set $plen (i32.load (i32.const 40)))
-        (local.set $out (call $realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.add (local.get $plen) (local.get $input_len))))
-        (memory.copy (local.get $out) (i32.load (i32.const 36)) (local.get $plen))
-        (memory.copy (i32.add (local.get $out) (local.get $plen)) (local.get $input) (local.get $input_len))
-        (call $ok (local.get $out) (i32.add (local.get $plen) (local.get $input_len)))"#;
+    let body = include_str!("../../runtime/tests/fixtures/prefixer.body.wat");
     let wasm =
         wat::parse_str(TEMPLATE.replace("{extra}", r#"(data (i32.const 100) "prefix")"#).replace("{body}", body))
             .unwrap();
