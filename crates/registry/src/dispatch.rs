@@ -84,9 +84,7 @@ impl Registry {
                 let mut payload = input;
                 for (_, entry) in &subscribers {
                     let (Some(active), policy) = (&entry.active, crate::failure_policy(entry)) else { continue };
-                    let Some(plugin) = active.loaded.plugin() else { continue };
-                    let record = plugin.invoke(hook, &payload).await;
-                    active.series.record(hook, &record);
+                    let Some(record) = active.invoke(hook, &payload).await else { continue };
                     let mut run = hook_run(entry, &active.version.version, &record);
                     match record.output {
                         Some(output) => payload = output,
@@ -105,15 +103,13 @@ impl Registry {
             HookMode::Actions => {
                 let runs = subscribers.iter().filter_map(|(_, entry)| {
                     let active = entry.active.as_ref()?;
-                    let plugin = active.loaded.plugin()?;
                     let input = &input;
                     Some(async move {
-                        let record = plugin.invoke(hook, input).await;
-                        active.series.record(hook, &record);
-                        (entry, hook_run(entry, &active.version.version, &record), record.output)
+                        let record = active.invoke(hook, input).await?;
+                        Some((entry, hook_run(entry, &active.version.version, &record), record.output))
                     })
                 });
-                for (entry, mut run, output) in futures::future::join_all(runs).await {
+                for (entry, mut run, output) in futures::future::join_all(runs).await.into_iter().flatten() {
                     if run.outcome.is_ok() {
                         run.output = output;
                     } else if crate::failure_policy(entry) == FailurePolicy::FailOpen {

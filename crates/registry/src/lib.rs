@@ -88,6 +88,17 @@ pub struct Active {
     pub series: Arc<Series>,
 }
 
+impl Active {
+    /// Runs the loaded component once and records the invocation into this version's series: the one
+    /// path every invocation takes (a direct invoke, a filter chain, actions), so every outcome is recorded
+    /// exactly once. `None` when the component is not loaded.
+    pub async fn invoke(&self, hook: &str, input: &[u8]) -> Option<Invocation> {
+        let record = self.loaded.plugin()?.invoke(hook, input).await;
+        self.series.record(hook, &record);
+        Some(record)
+    }
+}
+
 /// Where an active version's component stands.
 #[derive(Clone)]
 pub enum Loaded {
@@ -388,15 +399,13 @@ impl Registry {
         if !entry.record.enabled {
             return Err(RegistryError::Disabled(name.into()));
         }
-        let plugin = match &active.loaded {
-            Loaded::Ready(plugin) => plugin,
+        let record = match &active.loaded {
+            Loaded::Ready(_) => active.invoke(hook, input).await.expect("a ready version runs"),
             Loaded::Loading => return Err(RegistryError::Loading(name.into())),
             Loaded::Failed(reason) => {
                 return Err(RegistryError::NotLoaded { name: name.into(), reason: reason.clone() });
             }
         };
-        let record = plugin.invoke(hook, input).await;
-        active.series.record(hook, &record);
         Ok((entry.clone(), record))
     }
 

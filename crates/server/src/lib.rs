@@ -20,8 +20,8 @@ mod serve;
 mod tasks;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -30,7 +30,7 @@ use plugwatch_access::Access;
 use plugwatch_registry::Registry;
 use plugwatch_runtime::Runtime;
 use plugwatch_store::{Artifacts, Store};
-use plugwatch_telemetry::{HostSample, Telemetry, TelemetryConfig};
+use plugwatch_telemetry::{Telemetry, TelemetryConfig};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
@@ -47,8 +47,6 @@ pub struct Shared {
     pub access: Access,
     /// The OpenAPI document, as served.
     pub openapi: String,
-    /// The latest host sample.
-    pub host: Mutex<Option<HostSample>>,
     pub config: ServeConfig,
     /// Every plugin to be loaded at startup is loaded (the server is ready once this is true).
     pub(crate) started: AtomicBool,
@@ -171,14 +169,7 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let (_, openapi) = routes(&config);
         let openapi = openapi.to_pretty_json().expect("the OpenAPI document serialises");
-        let state = AppState(Arc::new(Shared {
-            registry,
-            access,
-            openapi,
-            host: Mutex::new(None),
-            config,
-            started: AtomicBool::new(false),
-        }));
+        let state = AppState(Arc::new(Shared { registry, access, openapi, config, started: AtomicBool::new(false) }));
         Ok(Server { listener, state })
     }
 

@@ -48,7 +48,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"), ApiErrors))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let host = state.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let host = state.registry.telemetry().latest_host();
     let mut out = String::with_capacity(16 << 10);
     state.registry.telemetry().encode_prometheus(host.as_ref(), &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)

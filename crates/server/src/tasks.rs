@@ -94,7 +94,7 @@ async fn host_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(error) = state.registry.store().write_host_sample(&sample).await {
             tracing::warn!(message = "Cannot store a host sample.", %error);
         }
-        *state.host.lock().unwrap_or_else(|e| e.into_inner()) = Some(sample);
+        state.registry.telemetry().record_host(sample);
         if !tick(&mut stop, period).await {
             break;
         }

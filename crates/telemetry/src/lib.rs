@@ -151,6 +151,8 @@ pub struct LiveStats {
 pub struct Telemetry {
     config: TelemetryConfig,
     series: RwLock<BTreeMap<String, BTreeMap<String, Arc<Series>>>>,
+    /// The host sampler's latest sample.
+    host: std::sync::Mutex<Option<HostSample>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -170,7 +172,17 @@ impl Telemetry {
             "the telemetry bucket must be a whole number of seconds dividing 60, not {:?}",
             config.bucket
         );
-        Telemetry { config, series: RwLock::new(BTreeMap::new()) }
+        Telemetry { config, series: RwLock::new(BTreeMap::new()), host: std::sync::Mutex::new(None) }
+    }
+
+    /// Keeps the host sampler's latest sample, for readers (the overview, `/metrics`, alert rules).
+    pub fn record_host(&self, sample: HostSample) {
+        *self.host.lock().unwrap_or_else(PoisonError::into_inner) = Some(sample);
+    }
+
+    /// The host sampler's latest sample, once it has taken one.
+    pub fn latest_host(&self) -> Option<HostSample> {
+        self.host.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The series of a plugin version, created on first use. Callers should keep the `Arc`.

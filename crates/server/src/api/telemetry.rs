@@ -171,7 +171,7 @@ pub async fn overview(State(state): State<AppState>) -> Json<Overview> {
             }
         })
         .collect();
-    let host = state.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let host = state.registry.telemetry().latest_host();
     Json(Overview { at: rfc3339(now), plugins, host: host.as_ref().map(HostDto::new) })
 }
 
@@ -187,7 +187,7 @@ pub async fn host(
     let r = range(&q)?;
     let step = r.step.max(Duration::from_secs(5));
     let points = state.registry.store().host_points(r.from, r.to, step).await.map_err(|e| internal(&e))?;
-    let latest = state.host.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let latest = state.registry.telemetry().latest_host();
     let points: Vec<_> = points
         .iter()
         .map(|p| HostPointDto {
