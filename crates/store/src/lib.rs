@@ -106,8 +106,6 @@ impl Store {
         let keyring = secrets::keyring(&stored, data_dir, keys)?;
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let opened = async {
-            // Values only in a WAL the immutable read did not see (after a crash) are checked here.
-            keyring.check(&secrets::stored_key_ids(&pool).await?)?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             let store = Store { pool: pool.clone(), series: Default::default(), keyring: keyring.into() };
             let sealed = store.seal_clear_rows().await?;

@@ -424,20 +424,6 @@ pub(crate) fn keyring(stored: &BTreeSet<String>, data_dir: &Path, source: KeySou
     Ok(Keyring { current: RwLock::new(key.as_ref().map(|k| Arc::new(SecretBox::new(k)))), origin: RwLock::new(origin) })
 }
 
-impl Keyring {
-    /// Refuses sealed values (found after [`keyring`] chose the key) that another key sealed.
-    pub(crate) fn check(&self, stored: &BTreeSet<String>) -> Result<()> {
-        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        let Some(id) = current.as_ref().map(|b| b.key_id().to_owned()) else { return Ok(()) };
-        if stored.iter().all(|s| *s == id) {
-            return Ok(());
-        }
-        let origin = self.origin.read().unwrap_or_else(|e| e.into_inner()).to_string();
-        let stored = stored.iter().cloned().collect::<Vec<_>>().join(", ");
-        Err(SecretError::WrongKey { stored, configured: id, origin }.into())
-    }
-}
-
 /// The ids of the keys that sealed the stored values.
 pub(crate) async fn stored_key_ids(pool: &Pool<Sqlite>) -> Result<BTreeSet<String>> {
     let mut ids = BTreeSet::new();
