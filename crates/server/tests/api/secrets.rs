@@ -67,6 +67,12 @@ async fn a_secret_reaches_the_plugin_but_never_the_api_or_the_database_files() {
     let generated = plugwatch_store::SecretKey::read_file(&dir.path().join("secret.key")).unwrap();
     let other = "ab".repeat(32);
     let other_id = plugwatch_store::SecretKey::parse(&other).unwrap().id().to_owned();
+    // The stopped server's last connection may still be closing (it removes the WAL files): wait for it, so
+    // that what follows compares the directory as that server left it.
+    let closed = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dir.path().join("plugwatch.db-shm").exists() && std::time::Instant::now() < closed {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let before = files(dir.path());
     let config = ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
