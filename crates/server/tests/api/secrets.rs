@@ -12,6 +12,17 @@ use crate::support::*;
 
 const SECRET: &str = "sk_live_51Hq7pQ2eZvKYlo2C0rder5Courier";
 
+/// Waits until a stopped server's last database connection has closed: it removes the WAL files as it
+/// goes, so reading the directory before then races with it.
+async fn closed(dir: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ["plugwatch.db-wal", "plugwatch.db-shm"].iter().any(|f| dir.join(f).exists())
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -56,23 +67,19 @@ async fn a_secret_reaches_the_plugin_but_never_the_api_or_the_database_files() {
     assert!(open.get("plugwatch.db-wal").is_some_and(|wal| !wal.is_empty()), "the WAL is in use");
     assert_eq!(leaks(dir.path()), Vec::<String>::new(), "a database file holds the secret in clear");
     server.stop().await;
+    closed(dir.path()).await;
     assert_eq!(leaks(dir.path()), Vec::<String>::new());
 
     // The data directory's generated key opens it again after a restart.
     let server = TestServer::start_in(dir.path().to_owned(), |_| {}).await;
     assert_eq!(plugin_output(&server).await, format!("{SECRET}1"));
     server.stop().await;
+    closed(dir.path()).await;
 
     // Another key: refused, naming both, and not one byte of the data directory changes.
     let generated = plugwatch_store::SecretKey::read_file(&dir.path().join("secret.key")).unwrap();
     let other = "ab".repeat(32);
     let other_id = plugwatch_store::SecretKey::parse(&other).unwrap().id().to_owned();
-    // The stopped server's last connection may still be closing (it removes the WAL files): wait for it, so
-    // that what follows compares the directory as that server left it.
-    let closed = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while dir.path().join("plugwatch.db-shm").exists() && std::time::Instant::now() < closed {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
     let before = files(dir.path());
     let config = ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -96,6 +103,7 @@ async fn a_secret_reaches_the_plugin_but_never_the_api_or_the_database_files() {
     .await;
     assert_eq!(plugin_output(&server).await, format!("{SECRET}1"));
     server.stop().await;
+    closed(dir.path()).await;
 }
 
 #[tokio::test]
