@@ -80,6 +80,7 @@ fn invocation(started_at: SystemTime, outcome: Outcome) -> Invocation {
         input_bytes: 10,
         output_bytes: 10,
         logs: Vec::new(),
+        concurrency: 1,
         logs_dropped_bytes: 0,
     }
 }

@@ -20,7 +20,7 @@ use crate::bindings;
 use crate::error::{LoadError, RuntimeError};
 use crate::executor::Executor;
 use crate::inspect::inspect;
-use crate::limits::Limits;
+use plugwatch_model::Limits;
 use crate::plugin::Plugin;
 use crate::state::State;
 use crate::ticker::Ticker;

@@ -1,6 +1,6 @@
 //! The runtime's typed errors: why a plugin could not be loaded, or why the runtime could not start.
 
-use crate::limits::LimitsError;
+use plugwatch_model::LimitsError;
 
 /// Why a plugin was not loaded. Every message says what is wrong in terms a plugin author can act on.
 #[derive(Debug, thiserror::Error)]

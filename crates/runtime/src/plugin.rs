@@ -14,8 +14,8 @@ use crate::engine::{LoadOptions, Prewarm, Shared};
 use crate::error::LoadError;
 use crate::executor::Group;
 use crate::inspect::Inspection;
-use crate::limits::Limits;
-use crate::record::{Invocation, Outcome};
+use plugwatch_model::Limits;
+use plugwatch_model::{Invocation, Outcome};
 use crate::state::{PluginConfig, State, Stop};
 
 /// Fuel given when a plugin has no budget: effectively unlimited, still measured.
@@ -174,7 +174,9 @@ impl Plugin {
             record.wall = admitted.elapsed();
             return record;
         }
-        let Some((_own, _global, waited)) = inner.admit(admitted + inner.limits.timeout).await else {
+        let admission = inner.admit(admitted + inner.limits.timeout).await;
+        record.concurrency = inner.slots.in_use();
+        let Some((_own, _global, waited)) = admission else {
             record.fail(
                 Outcome::Rejected,
                 format!(

@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::bindings::{WitLevel, plugwatch::plugin::host};
 use crate::cpu::Execution;
-use crate::record::{Level, LogLine, LogSource};
+use plugwatch_model::{Level, LogLine, LogSource};
 
 /// Operator-set configuration values of one plugin, shared by all its invocations.
 pub type PluginConfig = Arc<BTreeMap<String, String>>;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use plugwatch_runtime::Limits;
+use plugwatch_model::Limits;
 
 use crate::secrets::SecretValue;
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use plugwatch_runtime::Limits;
+use plugwatch_model::Limits;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use plugwatch_runtime::{Level, LogLine, LogSource, Outcome};
+use plugwatch_model::{Level, LogLine, LogSource, Outcome};
 use plugwatch_telemetry::{Flush, HostSample, LatencySketch, Persisted, Resolution, Rollup, RunLogEntry};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
@@ -229,8 +229,10 @@ async fn write_rollup(tx: &mut Transaction<'_, Sqlite>, series: i64, r: &Rollup)
     let sketch = (!ten_seconds).then(|| r.latency.encode());
     let sql = format!(
         "INSERT OR REPLACE INTO rollups (resolution, series_id, start, {OUTCOME_COLUMNS}, wall_sum_us, cpu_sum_us,
-            instructions, input_bytes, output_bytes, memory_peak_max, p50_us, p95_us, p99_us, max_us, sketch)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+            instructions, input_bytes, output_bytes, memory_peak_max, p50_us, p95_us, p99_us, max_us, sketch,
+            instructions_max, output_bytes_max, concurrency_max)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
+            $24, $25, $26)"
     );
     let mut query = sqlx::query(&sql).bind(r.resolution.seconds()).bind(series).bind(r.start);
     for count in r.counts {
@@ -248,6 +250,9 @@ async fn write_rollup(tx: &mut Transaction<'_, Sqlite>, series: i64, r: &Rollup)
         .bind(p99)
         .bind(max)
         .bind(sketch)
+        .bind(r.instructions_max as i64)
+        .bind(r.output_bytes_max as i64)
+        .bind(i64::from(r.concurrency_max))
         .execute(&mut **tx)
         .await?;
     if ten_seconds {
@@ -292,6 +297,9 @@ fn read_rollup(row: &SqliteRow, resolution: Resolution) -> Result<StoredRollup> 
             input_bytes: row.get::<i64, _>("input_bytes") as u64,
             output_bytes: row.get::<i64, _>("output_bytes") as u64,
             memory_peak_max: row.get::<i64, _>("memory_peak_max") as u64,
+            instructions_max: row.get::<i64, _>("instructions_max") as u64,
+            output_bytes_max: row.get::<i64, _>("output_bytes_max") as u64,
+            concurrency_max: row.get::<i64, _>("concurrency_max") as u32,
         },
         quantiles,
     })

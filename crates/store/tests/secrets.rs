@@ -8,7 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use base64::Engine as _;
-use plugwatch_runtime::Limits;
+use plugwatch_model::Limits;
 use plugwatch_store::{
     FailurePolicy, KEY_FILE, KeySource, NewVersion, SecretError, SecretKey, SecretValue, Store, StoreError,
 };

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use plugwatch_runtime::{Invocation, Level, Limits, LogLine, LogSource, Outcome};
+use plugwatch_model::{Invocation, Level, Limits, LogLine, LogSource, Outcome};
 use plugwatch_store::{FailurePolicy, NewVersion, Retention, Store, StoreError, Stored, Subscription};
 use plugwatch_telemetry::{Resolution, Telemetry, TelemetryConfig};
 
@@ -100,6 +100,7 @@ fn invocation(started_at: SystemTime, outcome: Outcome, wall: Duration) -> Invoc
             source: LogSource::Host,
             message: "order ord-1001: promo WELCOME10 takes 2500 off 25000".into(),
         }],
+        concurrency: 1,
         logs_dropped_bytes: 0,
     }
 }

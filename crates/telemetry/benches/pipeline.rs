@@ -67,6 +67,7 @@ fn overview(c: &mut Criterion) {
                 input_bytes: 300,
                 output_bytes: 300,
                 logs: Vec::new(),
+                concurrency: 1,
                 logs_dropped_bytes: 0,
             };
             series.record("order.created", &record);

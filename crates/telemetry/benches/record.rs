@@ -6,7 +6,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use plugwatch_runtime::{Invocation, Outcome};
+use plugwatch_model::{Invocation, Outcome};
 use plugwatch_telemetry::{LatencySketch, Telemetry, TelemetryConfig};
 
 /// A successful invocation without logs, the common case.
@@ -26,6 +26,7 @@ fn invocation(outcome: Outcome) -> Invocation {
         input_bytes: 512,
         output_bytes: 128,
         logs: Vec::new(),
+        concurrency: 1,
         logs_dropped_bytes: 0,
     }
 }

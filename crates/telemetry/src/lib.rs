@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use plugwatch_runtime::{Invocation, Outcome};
+//! use plugwatch_model::{Invocation, Outcome};
 //! use plugwatch_telemetry::{Telemetry, TelemetryConfig};
 //!
 //! let telemetry = Telemetry::new(TelemetryConfig::default());
@@ -32,7 +32,7 @@
 //! # let invocation = Invocation { outcome: Outcome::Ok, trap_kind: None, detail: None, output: None,
 //! #     started_at: SystemTime::now(), wall: Duration::from_micros(900), queued: Duration::ZERO,
 //! #     instantiate: Duration::ZERO, cpu: Duration::from_micros(800), instructions: Some(12_000),
-//! #     memory_peak_bytes: 1 << 20, input_bytes: 120, output_bytes: 40, logs: Vec::new(), logs_dropped_bytes: 0 };
+//! #     memory_peak_bytes: 1 << 20, concurrency: 1, input_bytes: 120, output_bytes: 40, logs: Vec::new(), logs_dropped_bytes: 0 };
 //! series.record("order.created", &invocation);
 //! let flush = telemetry.flush(SystemTime::now() + Duration::from_secs(10));
 //! assert_eq!(flush.closed[0].total(), 1);
@@ -122,13 +122,13 @@ pub struct Flush {
     pub runs: Vec<RunLogEntry>,
 }
 
-/// One series over the last minute, for a dashboard.
+/// One series over a recent window (the last minute, for the overview), for dashboards and alert rules.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveStats {
     pub plugin: String,
     pub version: String,
-    /// The length of the window the numbers cover (50 to 60 s: the closed buckets of the last minute and the
-    /// open one up to `now`).
+    /// The length of the window the numbers cover: the closed buckets of the window and the open one up to
+    /// `now` (50 to 60 s for a minute).
     pub window_secs: f64,
     pub requests: u64,
     pub rps: f64,
@@ -140,11 +140,81 @@ pub struct LiveStats {
     pub error_rate: f64,
     /// CPU seconds per second.
     pub cpu_cores: f64,
+    /// CPU seconds of all requests.
+    pub cpu_seconds: f64,
+    /// Instructions of all requests that report them.
+    pub instructions: u64,
     pub memory_peak_bytes: u64,
-    /// Requests by [`Outcome::index`](plugwatch_runtime::Outcome::index).
+    /// The largest single invocation: instructions, output bytes, invocations executing at once.
+    pub instructions_max: u64,
+    pub output_bytes_max: u64,
+    pub concurrency_max: u32,
+    /// Requests by [`Outcome::index`](plugwatch_model::Outcome::index).
     pub counts: [u64; 9],
     /// The latest `started_at` this process has recorded for the series.
     pub last_invocation: Option<SystemTime>,
+}
+
+/// How much of each of its own limits a plugin version used over a window, as a share (1.0 is the limit;
+/// a rejected invocation counts as full concurrency). `None`: no invocation measured it, or the limit is
+/// unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Headroom {
+    /// p99 wall time over the timeout (wall time includes waiting, so this errs towards warning early).
+    pub wall_time: Option<f64>,
+    /// The most instructions of one invocation over the fuel budget.
+    pub instructions: Option<f64>,
+    /// The highest peak memory over the memory cap.
+    pub memory: Option<f64>,
+    /// The largest output over `max_output_bytes`.
+    pub output: Option<f64>,
+    /// The most invocations executing at once over `max_concurrency`.
+    pub concurrency: Option<f64>,
+}
+
+impl Headroom {
+    /// The shares and the limit each is of, in a fixed order (`wall_time`, `instructions`, `memory`,
+    /// `output`, `concurrency`), for readers that list them.
+    pub fn shares(&self) -> [(&'static str, Option<f64>); 5] {
+        [
+            ("wall_time", self.wall_time),
+            ("instructions", self.instructions),
+            ("memory", self.memory),
+            ("output", self.output),
+            ("concurrency", self.concurrency),
+        ]
+    }
+
+    /// The highest share.
+    pub fn max(&self) -> Option<f64> {
+        self.shares().into_iter().filter_map(|(_, s)| s).reduce(f64::max)
+    }
+}
+
+impl LiveStats {
+    /// How much of `limits` this window used.
+    pub fn headroom(&self, limits: &plugwatch_model::Limits) -> Headroom {
+        let share = |used: f64, limit: f64| (limit > 0.0).then(|| used / limit);
+        let rejected = self.counts[plugwatch_model::Outcome::Rejected.index()] > 0;
+        let measured = self.requests > 0;
+        Headroom {
+            wall_time: self.p99.and_then(|p99| share(p99, limits.timeout.as_secs_f64())),
+            instructions: limits
+                .fuel
+                .filter(|_| self.instructions_max > 0)
+                .and_then(|fuel| share(self.instructions_max as f64, fuel as f64)),
+            memory: (self.memory_peak_bytes > 0)
+                .then(|| share(self.memory_peak_bytes as f64, limits.memory_bytes as f64))
+                .flatten(),
+            output: measured.then(|| share(self.output_bytes_max as f64, limits.max_output_bytes as f64)).flatten(),
+            concurrency: measured
+                .then(|| {
+                    let used = if rejected { limits.max_concurrency } else { self.concurrency_max };
+                    share(f64::from(used), f64::from(limits.max_concurrency))
+                })
+                .flatten(),
+        }
+    }
 }
 
 /// The process-wide telemetry: every series, by plugin and version. `Send + Sync`; share it in an `Arc`.
@@ -243,30 +313,23 @@ impl Telemetry {
     /// One entry per series, over the last minute before `now` (closed buckets still in memory and the open
     /// ones), sorted by plugin and version.
     pub fn overview(&self, now: SystemTime) -> Vec<LiveStats> {
+        self.window(now, Duration::from_secs(60))
+    }
+
+    /// One entry per series over the `window` before `now`, as [`overview`](Telemetry::overview) does for
+    /// a minute: the buckets that start within it, the open one included. A window longer than the
+    /// [`live_window`](Telemetry::live_window) covers only what memory holds.
+    pub fn window(&self, now: SystemTime, window: Duration) -> Vec<LiveStats> {
         let now_secs = unix_secs(now);
-        self.all()
-            .iter()
-            .map(|series| {
-                let (window, window_start, last_invocation) = series.window(now_secs);
-                let window_secs = (unix_f64(now) - window_start as f64).max(1.0);
-                let requests = window.total();
-                LiveStats {
-                    plugin: series.plugin().to_owned(),
-                    version: series.version().to_owned(),
-                    window_secs,
-                    requests,
-                    rps: requests as f64 / window_secs,
-                    p50: window.quantile(0.50),
-                    p95: window.quantile(0.95),
-                    p99: window.quantile(0.99),
-                    error_rate: if requests == 0 { 0.0 } else { window.failures() as f64 / requests as f64 },
-                    cpu_cores: window.cpu_sum_us as f64 / 1e6 / window_secs,
-                    memory_peak_bytes: window.memory_peak_max,
-                    counts: window.counts,
-                    last_invocation,
-                }
-            })
-            .collect()
+        self.all().iter().map(|series| stats(series, now, now_secs, window.as_secs() as i64)).collect()
+    }
+
+    /// [`window`](Telemetry::window) for one plugin's versions.
+    pub fn plugin_window(&self, plugin: &str, now: SystemTime, window: Duration) -> Vec<LiveStats> {
+        let series: Vec<Arc<Series>> =
+            self.read().get(plugin).map(|versions| versions.values().cloned().collect()).unwrap_or_default();
+        let now_secs = unix_secs(now);
+        series.iter().map(|series| stats(series, now, now_secs, window.as_secs() as i64)).collect()
     }
 
     /// What this process holds of the intervals of `resolution` that overlap `[from, to)`, of one version
@@ -338,6 +401,33 @@ impl Telemetry {
     /// Every series, by plugin and version, without holding the map lock afterwards.
     fn all(&self) -> Vec<Arc<Series>> {
         self.read().values().flat_map(|versions| versions.values().cloned()).collect()
+    }
+}
+
+/// One series over the window of `window_secs` ending at `now`.
+fn stats(series: &Series, now: SystemTime, now_secs: i64, window_secs: i64) -> LiveStats {
+    let (window, window_start, last_invocation) = series.window(now_secs, window_secs);
+    let window_secs = (unix_f64(now) - window_start as f64).max(1.0);
+    let requests = window.total();
+    LiveStats {
+        plugin: series.plugin().to_owned(),
+        version: series.version().to_owned(),
+        window_secs,
+        requests,
+        rps: requests as f64 / window_secs,
+        p50: window.quantile(0.50),
+        p95: window.quantile(0.95),
+        p99: window.quantile(0.99),
+        error_rate: if requests == 0 { 0.0 } else { window.failures() as f64 / requests as f64 },
+        cpu_cores: window.cpu_sum_us as f64 / 1e6 / window_secs,
+        cpu_seconds: window.cpu_sum_us as f64 / 1e6,
+        instructions: window.instructions,
+        memory_peak_bytes: window.memory_peak_max,
+        instructions_max: window.instructions_max,
+        output_bytes_max: window.output_bytes_max,
+        concurrency_max: window.concurrency_max,
+        counts: window.counts,
+        last_invocation,
     }
 }
 

@@ -15,7 +15,7 @@ pub struct Family {
 pub const LABEL_PLUGIN: &str = "plugin";
 /// The label naming the plugin version.
 pub const LABEL_VERSION: &str = "version";
-/// The label naming an [`Outcome`](plugwatch_runtime::Outcome) (`Outcome::as_str`).
+/// The label naming an [`Outcome`](plugwatch_model::Outcome) (`Outcome::as_str`).
 pub const LABEL_OUTCOME: &str = "outcome";
 
 /// Upper bounds (seconds, inclusive) of [`PLUGIN_DURATION`]'s buckets, from 100 µs to 10 s.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use plugwatch_runtime::Outcome;
+use plugwatch_model::Outcome;
 
 use crate::exposition::Exposition;
 use crate::host::HostSample;

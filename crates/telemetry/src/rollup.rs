@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use plugwatch_runtime::{Invocation, Outcome};
+use plugwatch_model::{Invocation, Outcome};
 
 use crate::sketch::{LatencySketch, Prepared};
 
@@ -82,6 +82,12 @@ pub struct Rollup {
     pub output_bytes: u64,
     /// The highest peak linear memory of any invocation.
     pub memory_peak_max: u64,
+    /// The most instructions any invocation reported.
+    pub instructions_max: u64,
+    /// The largest output of any invocation.
+    pub output_bytes_max: u64,
+    /// The most invocations executing at once, as any invocation saw at its admission.
+    pub concurrency_max: u32,
 }
 
 impl Rollup {
@@ -100,6 +106,9 @@ impl Rollup {
             input_bytes: 0,
             output_bytes: 0,
             memory_peak_max: 0,
+            instructions_max: 0,
+            output_bytes_max: 0,
+            concurrency_max: 0,
         }
     }
 
@@ -115,6 +124,9 @@ impl Rollup {
         self.input_bytes += invocation.input_bytes;
         self.output_bytes += invocation.output_bytes;
         self.memory_peak_max = self.memory_peak_max.max(invocation.memory_peak_bytes);
+        self.instructions_max = self.instructions_max.max(invocation.instructions.unwrap_or(0));
+        self.output_bytes_max = self.output_bytes_max.max(invocation.output_bytes);
+        self.concurrency_max = self.concurrency_max.max(invocation.concurrency);
     }
 
     /// Adds `other`'s aggregates to this one; the identity (plugin, version, resolution, start) is kept.
@@ -129,6 +141,9 @@ impl Rollup {
         self.input_bytes += other.input_bytes;
         self.output_bytes += other.output_bytes;
         self.memory_peak_max = self.memory_peak_max.max(other.memory_peak_max);
+        self.instructions_max = self.instructions_max.max(other.instructions_max);
+        self.output_bytes_max = self.output_bytes_max.max(other.output_bytes_max);
+        self.concurrency_max = self.concurrency_max.max(other.concurrency_max);
     }
 
     /// All invocations.

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use plugwatch_runtime::{Invocation, LogLine, Outcome};
+use plugwatch_model::{Invocation, LogLine, Outcome};
 
 use crate::rollup::micros;
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard};
-use plugwatch_runtime::Invocation;
+use plugwatch_model::Invocation;
 
 use crate::names::DURATION_BUCKETS;
 use crate::rollup::{Resolution, Rollup};
@@ -504,8 +504,8 @@ impl Series {
     /// Aggregates the last minute before `now`: the open buckets and the closed ones that started at most
     /// 50 s before the current bucket. Returns the aggregate, the window's start (unix seconds) and the
     /// latest `started_at` ever recorded.
-    pub(crate) fn window(&self, now: i64) -> (Rollup, i64, Option<SystemTime>) {
-        let window_start = now.div_euclid(self.bucket) * self.bucket - (60 - self.bucket);
+    pub(crate) fn window(&self, now: i64, window_secs: i64) -> (Rollup, i64, Option<SystemTime>) {
+        let window_start = now.div_euclid(self.bucket) * self.bucket - (window_secs.max(self.bucket) - self.bucket);
         let mut total = Rollup::new(String::new(), String::new(), Resolution::Minute, window_start);
         let mut last_started = None;
         self.buckets(window_start, i64::MAX, |b| {
@@ -585,7 +585,7 @@ fn nanos(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use plugwatch_runtime::Outcome;
+    use plugwatch_model::Outcome;
 
     use super::*;
     use crate::testutil::{at, invocation};
@@ -639,7 +639,7 @@ mod tests {
         let snapshot = series.snapshot();
         assert_eq!(snapshot.totals.counts[Outcome::Ok.index()], 24);
         assert_eq!(snapshot.totals.wall_ns, (1..=30).sum::<u64>() * 1_000_000);
-        let (window, _, last) = series.window(7235);
+        let (window, _, last) = series.window(7235, 60);
         assert_eq!(window.total(), 30);
         assert_eq!(last, Some(at(7229, 0)));
     }

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use plugwatch_runtime::{Level, LogLine, LogSource, Outcome};
+use plugwatch_model::{Level, LogLine, LogSource, Outcome};
 
 use super::*;
 use crate::testutil::{Rng, at, invocation};
 
 const MS: Duration = Duration::from_millis(1);
 
-fn ok(secs: u64, millis: u64, wall: Duration) -> plugwatch_runtime::Invocation {
+fn ok(secs: u64, millis: u64, wall: Duration) -> plugwatch_model::Invocation {
     invocation(Outcome::Ok, at(secs, millis), wall)
 }
 
@@ -145,7 +145,7 @@ enum Stop {
 fn restarts_lose_nothing_that_was_flushed() {
     // A workload over 7200..7330 on two versions, with latencies that make the sketches non-trivial.
     let mut rng = Rng::new(1);
-    let records: Vec<(&str, plugwatch_runtime::Invocation)> = (0..600)
+    let records: Vec<(&str, plugwatch_model::Invocation)> = (0..600)
         .map(|i| {
             let started = 7200.0 + 130.0 * rng.f64();
             let wall = Duration::from_secs_f64(0.001 * (rng.normal() * 0.5).exp());
@@ -218,7 +218,7 @@ fn restarts_lose_nothing_that_was_flushed() {
         }
         // Right after a restart the overview sees the whole last minute, the earlier process's part too.
         let (window_start, overview) = restarted_overview.expect("restarted at 7270");
-        let count = |set: &[&(&str, plugwatch_runtime::Invocation)], v: &str| {
+        let count = |set: &[&(&str, plugwatch_model::Invocation)], v: &str| {
             set.iter().filter(|(version, r)| *version == v && unix_secs(r.started_at) >= window_start).count() as u64
         };
         let all: Vec<_> = records.iter().filter(|(_, r)| unix_secs(r.started_at) < 7270).collect();

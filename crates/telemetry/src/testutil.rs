@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use plugwatch_runtime::{Invocation, Outcome};
+use plugwatch_model::{Invocation, Outcome};
 
 /// SplitMix64: tiny, fast and good enough to generate test distributions reproducibly.
 pub struct Rng(u64);
@@ -55,6 +55,7 @@ pub fn invocation(outcome: Outcome, started_at: SystemTime, wall: Duration) -> I
         input_bytes: 100,
         output_bytes: if outcome.is_ok() { 2 } else { 0 },
         logs: Vec::new(),
+        concurrency: 1,
         logs_dropped_bytes: 0,
     }
 }

@@ -165,6 +165,9 @@ pub struct Invocation {
     pub instructions: Option<u64>,
     /// Peak total linear memory of the instance, in bytes.
     pub memory_peak_bytes: u64,
+    /// Invocations of the plugin executing once this one was admitted, itself included (for a rejected
+    /// one, those that were executing): what its `max_concurrency` is measured against.
+    pub concurrency: u32,
     pub input_bytes: u64,
     /// Bytes the plugin returned (also when over the limit).
     pub output_bytes: u64,
@@ -174,7 +177,7 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    pub(crate) fn new(started_at: SystemTime, input_bytes: usize) -> Self {
+    pub fn new(started_at: SystemTime, input_bytes: usize) -> Self {
         Invocation {
             outcome: Outcome::Ok,
             trap_kind: None,
@@ -187,6 +190,7 @@ impl Invocation {
             cpu: Duration::ZERO,
             instructions: None,
             memory_peak_bytes: 0,
+            concurrency: 0,
             input_bytes: input_bytes as u64,
             output_bytes: 0,
             logs: Vec::new(),
@@ -194,7 +198,7 @@ impl Invocation {
         }
     }
 
-    pub(crate) fn fail(&mut self, outcome: Outcome, detail: impl Into<String>) {
+    pub fn fail(&mut self, outcome: Outcome, detail: impl Into<String>) {
         self.outcome = outcome;
         self.detail = Some(detail.into());
         self.output = None;
