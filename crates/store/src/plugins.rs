@@ -305,6 +305,7 @@ fn secret_context(plugin: &str, version: &str, key: &str) -> String {
 /// Secret config values, for the key check, the clear-text migration and rotation. The context is
 /// [`secret_context`] in SQL.
 pub(crate) const SECRET_CONFIG: SealedColumn = SealedColumn {
+    table: "plugin_config",
     select: "SELECT c.rowid, 'plugin_config/' || p.name || '/' || v.version || '/' || c.key, c.value
         FROM plugin_config c JOIN plugin_versions v ON v.id = c.version_id JOIN plugins p ON p.id = v.plugin_id
         WHERE c.secret = 1 AND c.sealed = $1",

@@ -359,6 +359,9 @@ impl fmt::Display for KeyOrigin {
 
 /// A column holding sealed values, described for the steps that go over every secret.
 pub(crate) struct SealedColumn {
+    /// The table the column is in: the key check runs before the migrations, when an older database may
+    /// not have it yet.
+    pub table: &'static str,
     /// Rows whose `sealed` flag equals `$1`, as `(row id INTEGER, context TEXT, value TEXT)`; the context
     /// must be what [`context`] builds for the row on write.
     pub select: &'static str,
@@ -436,6 +439,13 @@ pub(crate) async fn stored_key_ids(pool: &Pool<Sqlite>) -> Result<BTreeSet<Strin
         return Ok(ids);
     }
     for column in SEALED_COLUMNS {
+        let (tables,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1")
+            .bind(column.table)
+            .fetch_one(pool)
+            .await?;
+        if tables == 0 {
+            continue;
+        }
         let rows: Vec<(i64, String, String)> = sqlx::query_as(column.select).bind(true).fetch_all(pool).await?;
         for (_, context, value) in rows {
             let (id, _) =
