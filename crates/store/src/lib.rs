@@ -5,6 +5,7 @@
 //! It knows nothing of HTTP or wasmtime: callers hand it domain types and get domain types back.
 
 mod access;
+mod alerts;
 mod artifacts;
 mod model;
 mod plugins;
@@ -52,6 +53,11 @@ pub enum StoreError {
     BadArtifact(String),
     #[error("{} no longer exists (was the data directory deleted?); it is created only at startup", .0.display())]
     DirectoryGone(std::path::PathBuf),
+    #[error("no {kind} with id {id}")]
+    NotFound { kind: &'static str, id: i64 },
+    /// The change contradicts what is stored, e.g. "a rule named `x` already exists"; nothing was changed.
+    #[error("{0}")]
+    Conflict(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error(transparent)]

@@ -370,7 +370,7 @@ pub(crate) struct SealedColumn {
 }
 
 /// Every sealed column in the schema.
-pub(crate) const SEALED_COLUMNS: &[&SealedColumn] = &[&crate::plugins::SECRET_CONFIG];
+pub(crate) const SEALED_COLUMNS: &[&SealedColumn] = &[&crate::plugins::SECRET_CONFIG, &crate::alerts::CHANNEL_SECRETS];
 
 /// The key in use (replaced by rotation) and where it came from.
 pub(crate) struct Keyring {
