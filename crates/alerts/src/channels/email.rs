@@ -27,28 +27,29 @@ use super::{
 /// The longest subject line sent (characters).
 const MAX_SUBJECT: usize = 150;
 
+/// How the SMTP connection is secured (the `tls` setting).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tls {
+enum Security {
     None,
     StartTls,
     Tls,
 }
 
-impl Tls {
+impl Security {
     fn default_port(self) -> u16 {
         match self {
-            Tls::None => 25,
-            Tls::StartTls => 587,
-            Tls::Tls => 465,
+            Security::None => 25,
+            Security::StartTls => 587,
+            Security::Tls => 465,
         }
     }
 }
 
-fn tls(settings: &BTreeMap<String, String>) -> Result<Tls, SettingError> {
+fn tls(settings: &BTreeMap<String, String>) -> Result<Security, SettingError> {
     match optional_plain(settings, "tls") {
-        None | Some("starttls") => Ok(Tls::StartTls),
-        Some("none") => Ok(Tls::None),
-        Some("tls") => Ok(Tls::Tls),
+        None | Some("starttls") => Ok(Security::StartTls),
+        Some("none") => Ok(Security::None),
+        Some("tls") => Ok(Security::Tls),
         Some(other) => Err(SettingError::plain(
             "tls",
             format!(
@@ -59,7 +60,7 @@ fn tls(settings: &BTreeMap<String, String>) -> Result<Tls, SettingError> {
     }
 }
 
-fn port(settings: &BTreeMap<String, String>, tls: Tls) -> Result<u16, SettingError> {
+fn port(settings: &BTreeMap<String, String>, tls: Security) -> Result<u16, SettingError> {
     match optional_plain(settings, "port") {
         None => Ok(tls.default_port()),
         Some(text) => match text.parse::<u16>() {
@@ -266,11 +267,11 @@ pub(super) async fn send(
         .map_err(|e| SendError::permanent(format!("email channel: the message could not be built: {e}")))?;
 
     let builder = match tls {
-        Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-        Tls::StartTls => {
+        Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+        Security::StartTls => {
             AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| smtp_error(e, &target))?
         }
-        Tls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| smtp_error(e, &target))?,
+        Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| smtp_error(e, &target))?,
     };
     let mut builder = builder.port(port).timeout(Some(ctx.timeout));
     if let (Some(username), Some(password)) = (optional_plain(settings, "username"), secrets.get("password")) {
