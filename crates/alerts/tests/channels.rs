@@ -516,7 +516,7 @@ async fn slack_message_is_readable_and_escaped() {
     assert_eq!(request.header("content-type"), Some("application/json"));
     let body = request.json();
     let text = body["text"].as_str().expect("a fallback text");
-    assert!(text.starts_with("🔥 FIRING: error rate (error rate &gt; 5%) — 3 alerts"), "{text}");
+    assert!(text.starts_with("🔥 FIRING: error rate &gt; 5% — 3 alerts"), "{text}");
     let blocks = body["blocks"].as_array().expect("blocks");
     assert_eq!(blocks.len(), 4, "a header and one block per alert: {blocks:#?}");
     let texts: Vec<&str> = blocks.iter().map(|b| b["text"]["text"].as_str().expect("a section's text")).collect();
@@ -833,6 +833,7 @@ async fn email_arrives_as_text_and_html() {
     let e = send_err(&refused, &BTreeMap::new(), &notification, &ctx).await;
     assert!(!e.retryable, "{e:?}");
     assert!(e.message.contains("550"), "{e:?}");
+    assert_eq!(e.response.as_deref(), Some("550 5.1.1 No such user here"));
 }
 
 #[tokio::test]
@@ -863,7 +864,20 @@ async fn email_logs_in_and_refuses_a_wrong_password() {
     let e = send_err(&email, &secrets(&[("password", "wrong-password")]), &notification, &ctx).await;
     assert!(!e.retryable, "{e:?}");
     assert!(e.message.contains("535"), "{e:?}");
+    assert_eq!(e.response.as_deref(), Some("535 5.7.8 Authentication credentials invalid"));
     assert!(!format!("{e:?}").contains("wrong-password"), "{e:?}");
+
+    // A server that accepts and never greets: the attempt ends at the timeout, to be retried.
+    let silent = silent_server().await;
+    let mut mute = email.clone();
+    mute.settings.insert("port".into(), silent.rsplit(':').next().unwrap().to_owned());
+    let timeout = Duration::from_millis(300);
+    let short = SendContext { timeout, ..ctx };
+    let started = Instant::now();
+    let e = send_err(&mute, &secrets(&[("password", "s3cret-pass")]), &notification, &short).await;
+    let took = started.elapsed();
+    assert!(took >= timeout && took < Duration::from_secs(5), "it took {took:?}");
+    assert!(e.retryable, "{e:?}");
 
     // Nothing listening: a connection error, retried.
     let mut nowhere = email.clone();

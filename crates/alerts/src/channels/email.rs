@@ -230,15 +230,22 @@ fn bodies(channel: &ChannelSpec, notification: &Notification, ctx: &SendContext<
 
 fn smtp_error(error: lettre::transport::smtp::Error, target: &str) -> SendError {
     let text = one_line(&error.to_string());
-    let mut causes = Vec::new();
+    let mut detail = text.clone();
+    let mut reply = None;
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
-        causes.push(one_line(&cause.to_string()));
+        let cause_text = one_line(&cause.to_string());
+        if !detail.contains(&cause_text) {
+            detail.push_str(": ");
+            detail.push_str(&cause_text);
+        }
+        reply.get_or_insert(cause_text);
         source = cause.source();
     }
-    let detail = if causes.is_empty() { text.clone() } else { format!("{text}: {}", causes.join(": ")) };
     let retryable = !(error.is_permanent() || error.is_client());
-    let response = error.status().map(|code| bounded(&format!("{code} {text}"), MAX_QUOTE));
+    // The server's reply, as it said it: "535 5.7.8 Authentication credentials invalid".
+    let response =
+        error.status().map(|code| bounded(&format!("{code} {}", reply.as_deref().unwrap_or(&text)), MAX_QUOTE));
     SendError { message: bounded(&format!("{target}: {detail}"), 2 * MAX_QUOTE), retryable, response }
 }
 
