@@ -27,28 +27,29 @@ use super::{
 /// The longest subject line sent (characters).
 const MAX_SUBJECT: usize = 150;
 
+/// How the SMTP connection is secured (the `tls` setting).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tls {
+enum Security {
     None,
     StartTls,
     Tls,
 }
 
-impl Tls {
+impl Security {
     fn default_port(self) -> u16 {
         match self {
-            Tls::None => 25,
-            Tls::StartTls => 587,
-            Tls::Tls => 465,
+            Security::None => 25,
+            Security::StartTls => 587,
+            Security::Tls => 465,
         }
     }
 }
 
-fn tls(settings: &BTreeMap<String, String>) -> Result<Tls, SettingError> {
+fn tls(settings: &BTreeMap<String, String>) -> Result<Security, SettingError> {
     match optional_plain(settings, "tls") {
-        None | Some("starttls") => Ok(Tls::StartTls),
-        Some("none") => Ok(Tls::None),
-        Some("tls") => Ok(Tls::Tls),
+        None | Some("starttls") => Ok(Security::StartTls),
+        Some("none") => Ok(Security::None),
+        Some("tls") => Ok(Security::Tls),
         Some(other) => Err(SettingError::plain(
             "tls",
             format!(
@@ -59,7 +60,7 @@ fn tls(settings: &BTreeMap<String, String>) -> Result<Tls, SettingError> {
     }
 }
 
-fn port(settings: &BTreeMap<String, String>, tls: Tls) -> Result<u16, SettingError> {
+fn port(settings: &BTreeMap<String, String>, tls: Security) -> Result<u16, SettingError> {
     match optional_plain(settings, "port") {
         None => Ok(tls.default_port()),
         Some(text) => match text.parse::<u16>() {
@@ -229,15 +230,22 @@ fn bodies(channel: &ChannelSpec, notification: &Notification, ctx: &SendContext<
 
 fn smtp_error(error: lettre::transport::smtp::Error, target: &str) -> SendError {
     let text = one_line(&error.to_string());
-    let mut causes = Vec::new();
+    let mut detail = text.clone();
+    let mut reply = None;
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
-        causes.push(one_line(&cause.to_string()));
+        let cause_text = one_line(&cause.to_string());
+        if !detail.contains(&cause_text) {
+            detail.push_str(": ");
+            detail.push_str(&cause_text);
+        }
+        reply.get_or_insert(cause_text);
         source = cause.source();
     }
-    let detail = if causes.is_empty() { text.clone() } else { format!("{text}: {}", causes.join(": ")) };
     let retryable = !(error.is_permanent() || error.is_client());
-    let response = error.status().map(|code| bounded(&format!("{code} {text}"), MAX_QUOTE));
+    // The server's reply, as it said it: "535 5.7.8 Authentication credentials invalid".
+    let response =
+        error.status().map(|code| bounded(&format!("{code} {}", reply.as_deref().unwrap_or(&text)), MAX_QUOTE));
     SendError { message: bounded(&format!("{target}: {detail}"), 2 * MAX_QUOTE), retryable, response }
 }
 
@@ -266,11 +274,11 @@ pub(super) async fn send(
         .map_err(|e| SendError::permanent(format!("email channel: the message could not be built: {e}")))?;
 
     let builder = match tls {
-        Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-        Tls::StartTls => {
+        Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+        Security::StartTls => {
             AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| smtp_error(e, &target))?
         }
-        Tls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| smtp_error(e, &target))?,
+        Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| smtp_error(e, &target))?,
     };
     let mut builder = builder.port(port).timeout(Some(ctx.timeout));
     if let (Some(username), Some(password)) = (optional_plain(settings, "username"), secrets.get("password")) {

@@ -190,23 +190,3 @@ pub fn runbook_link(runbook: &str) -> Option<&str> {
     let r = runbook.trim();
     (r.starts_with("https://") || r.starts_with("http://")).then_some(r).filter(|r| !r.contains(char::is_whitespace))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_carry_units() {
-        assert_eq!(value(Metric::ErrorRate, 0.05), "5%");
-        assert_eq!(value(Metric::ErrorRate, 0.0734), "7.34%");
-        assert_eq!(value(Metric::LatencyP99, 0.25), "250 ms");
-        assert_eq!(value(Metric::LatencyP99, 1.5), "1.5 s");
-        assert_eq!(value(Metric::Idle, 600.0), "10 min");
-        assert_eq!(value(Metric::MemoryPeak, 512.0), "512 B");
-        assert_eq!(value(Metric::MemoryPeak, 1536.0), "1.5 KiB");
-        assert_eq!(value(Metric::MemoryPeak, 64.0 * 1024.0 * 1024.0), "64 MiB");
-        assert_eq!(value(Metric::Timeouts, 3.0), "3");
-        assert_eq!(value(Metric::Throughput, 12.5), "12.5/s");
-        assert_eq!(value(Metric::Instructions, 1_200_000.0), "1.2M");
-    }
-}

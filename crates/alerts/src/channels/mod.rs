@@ -244,6 +244,7 @@ pub async fn send(
         ChannelKind::Sms => sms::send(channel, secrets, notification, ctx).await,
     };
     // Belt and braces: whatever a library or a receiver put in a message, no secret value leaves here.
+    let secrets = &secret_texts(channel, secrets);
     match result {
         Ok(answer) => Ok(bounded(&scrub(&answer, secrets), MAX_QUOTE)),
         Err(e) => {
@@ -271,13 +272,47 @@ pub fn http_client() -> reqwest::Client {
         .expect("an HTTP client with rustls and no proxy builds")
 }
 
-/// Replaces every secret value of at least 4 characters in `text` with `[redacted]`.
-fn scrub(text: &str, secrets: &BTreeMap<String, SecretValue>) -> String {
-    let mut out = text.to_owned();
+/// What must never appear in a message: each secret value and, for URLs, their path, query and the parts of
+/// them that look like keys (receivers like to echo the path they could not route); for SMS, the basic-auth
+/// encoding of the account and its token.
+fn secret_texts(channel: &ChannelSpec, secrets: &BTreeMap<String, SecretValue>) -> Vec<String> {
+    let mut out = Vec::new();
     for value in secrets.values() {
         let value = value.expose().trim();
-        if value.len() >= 4 && out.contains(value) {
-            out = out.replace(value, "[redacted]");
+        out.push(value.to_owned());
+        if let Ok(url) = reqwest::Url::parse(value) {
+            if url.path().len() > 1 {
+                out.push(url.path().to_owned());
+            }
+            out.extend(url.query().map(str::to_owned));
+            out.extend(url.password().map(str::to_owned));
+            let segments = url.path_segments().into_iter().flatten().map(str::to_owned);
+            let query_values = url.query_pairs().map(|(_, v)| v.into_owned());
+            out.extend(segments.chain(query_values).filter(|part| {
+                part.len() >= 6 && !part.bytes().all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'.')
+            }));
+        }
+    }
+    if let (ChannelKind::Sms, Some(sid), Some(token)) =
+        (channel.kind, channel.settings.get("account_sid"), secrets.get("auth_token"))
+    {
+        use base64::Engine as _;
+        let pair = format!("{}:{}", sid.trim(), token.expose());
+        out.push(base64::engine::general_purpose::STANDARD.encode(pair));
+    }
+    out.retain(|s| s.len() >= 4);
+    // Longest first, so that a part never leaves a piece of a longer secret behind.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// `text` with every one of `secrets` replaced by `[redacted]`.
+fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "[redacted]");
         }
     }
     out

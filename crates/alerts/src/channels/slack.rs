@@ -52,6 +52,10 @@ fn header(notification: &Notification) -> String {
                 n => format!("{n} alerts"),
             };
             match notification.alerts.first() {
+                // "error rate > 5%" when the rule is named after its metric, else "payments slow (latency …)".
+                Some(first) if first.rule_name.trim() == format::metric_label(first.metric) => {
+                    format!("{mark} {status}: {} — {count}", escape(&format::condition(first)))
+                }
                 Some(first) => format!(
                     "{mark} {status}: {} ({}) — {count}",
                     escape(&first.rule_name),
