@@ -12,7 +12,7 @@
 //! message and receiver answer is scrubbed of the channel's secret values besides.
 
 mod email;
-mod format;
+pub(crate) mod format;
 mod slack;
 mod sms;
 mod webhook;
