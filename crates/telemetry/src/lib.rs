@@ -313,23 +313,29 @@ impl Telemetry {
     /// One entry per series, over the last minute before `now` (closed buckets still in memory and the open
     /// ones), sorted by plugin and version.
     pub fn overview(&self, now: SystemTime) -> Vec<LiveStats> {
-        self.window(now, Duration::from_secs(60))
+        let now_secs = unix_secs(now);
+        self.all().iter().map(|series| stats(series, now, now_secs, 60)).collect()
     }
 
-    /// One entry per series over the `window` before `now`, as [`overview`](Telemetry::overview) does for
-    /// a minute: the buckets that start within it, the open one included. A window longer than the
-    /// [`live_window`](Telemetry::live_window) covers only what memory holds.
+    /// One entry per series over at least the `window` before `now`: the buckets that ended within it and
+    /// the open one (so `window` to `window` + one bucket of data; `window_secs` says which). A window
+    /// longer than the [`live_window`](Telemetry::live_window) covers only what memory holds.
     pub fn window(&self, now: SystemTime, window: Duration) -> Vec<LiveStats> {
-        let now_secs = unix_secs(now);
-        self.all().iter().map(|series| stats(series, now, now_secs, window.as_secs() as i64)).collect()
+        let (now_secs, span) = (unix_secs(now), self.span(window));
+        self.all().iter().map(|series| stats(series, now, now_secs, span)).collect()
     }
 
     /// [`window`](Telemetry::window) for one plugin's versions.
     pub fn plugin_window(&self, plugin: &str, now: SystemTime, window: Duration) -> Vec<LiveStats> {
         let series: Vec<Arc<Series>> =
             self.read().get(plugin).map(|versions| versions.values().cloned().collect()).unwrap_or_default();
-        let now_secs = unix_secs(now);
-        series.iter().map(|series| stats(series, now, now_secs, window.as_secs() as i64)).collect()
+        let (now_secs, span) = (unix_secs(now), self.span(window));
+        series.iter().map(|series| stats(series, now, now_secs, span)).collect()
+    }
+
+    /// The buckets of a window: those that ended within it, and the open one.
+    fn span(&self, window: Duration) -> i64 {
+        (window.as_secs() + self.config.bucket.as_secs()) as i64
     }
 
     /// What this process holds of the intervals of `resolution` that overlap `[from, to)`, of one version
@@ -392,6 +398,30 @@ impl Telemetry {
             })
             .collect();
         prometheus::encode(&snapshots, host, out);
+    }
+
+    /// Appends [`names::PLUGIN_HEADROOM`] for each `(plugin, version, limits)`: the share of each limit
+    /// used over the 5 minutes before `now`, for the limits that were measured.
+    pub fn encode_headroom(
+        &self,
+        now: SystemTime,
+        targets: &[(&str, &str, &plugwatch_model::Limits)],
+        out: &mut String,
+    ) {
+        let mut e = Exposition::new(out);
+        e.declare(&names::PLUGIN_HEADROOM);
+        let now_secs = unix_secs(now);
+        for (plugin, version, limits) in targets {
+            let Some(series) = self.read().get(*plugin).and_then(|v| v.get(*version)).cloned() else { continue };
+            let headroom = stats(&series, now, now_secs, self.span(Duration::from_secs(300))).headroom(limits);
+            for (limit, share) in headroom.shares() {
+                if let Some(share) = share {
+                    let labels =
+                        [(names::LABEL_PLUGIN, *plugin), (names::LABEL_VERSION, *version), (names::LABEL_LIMIT, limit)];
+                    e.sample(names::PLUGIN_HEADROOM.name, &labels, share);
+                }
+            }
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, BTreeMap<String, Arc<Series>>>> {

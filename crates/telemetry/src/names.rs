@@ -103,7 +103,22 @@ pub const PROCESS_CPU_SECONDS: Family = Family {
     help: "Total user and system CPU time spent in seconds.",
 };
 
-/// Every family above, in exposition order.
+/// The label naming one of a plugin's limits (`wall_time`, `instructions`, `memory`, `output`,
+/// `concurrency`).
+pub const LABEL_LIMIT: &str = "limit";
+
+/// How much of its own limits a plugin version used over the last five minutes: written by
+/// [`Telemetry::encode_headroom`](crate::Telemetry::encode_headroom), which is given the limits.
+pub const PLUGIN_HEADROOM: Family = Family {
+    name: "plugwatch_plugin_headroom_ratio",
+    kind: MetricKind::Gauge,
+    help: "Share of each of its own limits a plugin version used over the last 5 minutes (1 is the limit).",
+};
+
+/// The families written only by callers that know the plugins' limits.
+pub const WITH_LIMITS: [Family; 1] = [PLUGIN_HEADROOM];
+
+/// Every family above but [`WITH_LIMITS`], in exposition order.
 pub const ALL: [Family; 15] = [
     PLUGIN_INVOCATIONS,
     PLUGIN_DURATION,
@@ -130,12 +145,12 @@ mod tests {
     #[test]
     fn metrics_md_matches() {
         let doc = include_str!("../METRICS.md");
-        for family in ALL {
+        for family in ALL.into_iter().chain(WITH_LIMITS) {
             let row = format!("| `{}` | {} |", family.name, family.kind.as_str());
             let line = doc.lines().find(|l| l.starts_with(&row)).unwrap_or_else(|| panic!("METRICS.md lacks {row}"));
             assert!(line.contains(family.help), "METRICS.md's help for {} differs: {line}", family.name);
         }
         let rows = doc.lines().filter(|l| l.starts_with("| `")).count();
-        assert_eq!(rows, ALL.len(), "METRICS.md lists families that names.rs does not");
+        assert_eq!(rows, ALL.len() + WITH_LIMITS.len(), "METRICS.md lists families that names.rs does not");
     }
 }
