@@ -38,6 +38,68 @@ pub struct ServeConfig {
     pub runtime: RuntimeSettings,
     pub telemetry: TelemetrySettings,
     pub access: AccessSettings,
+    /// The address operators reach plugwatch at (e.g. `https://plugwatch.example.com`), for links in
+    /// notifications [default: `http://<listen>`].
+    pub public_url: Option<String>,
+    pub alerts: AlertSettings,
+}
+
+/// Alert evaluation and notification delivery.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// Evaluate the rules and deliver notifications.
+    pub enabled: bool,
+    /// Seconds between evaluations of every rule.
+    pub interval_secs: u64,
+    /// Attempts per notification before it is marked failed.
+    pub max_attempts: u32,
+    /// Milliseconds before the first retry; each next one doubles (with jitter) up to `retry_max_secs`.
+    pub retry_base_ms: u64,
+    pub retry_max_secs: u64,
+    /// Milliseconds one delivery attempt may take.
+    pub send_timeout_ms: u64,
+    /// Notifications failed in a row after which a channel is reported failing on the other channels.
+    pub failing_after: u32,
+    pub history_retention_days: u64,
+    pub delivery_retention_days: u64,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            enabled: true,
+            interval_secs: 5,
+            max_attempts: 8,
+            retry_base_ms: 2000,
+            retry_max_secs: 600,
+            send_timeout_ms: 10_000,
+            failing_after: 3,
+            history_retention_days: 90,
+            delivery_retention_days: 7,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// The alerting configuration these settings describe, for a server listening on `bound`.
+    pub fn alerts_config(&self, bound: SocketAddr) -> plugwatch_alerts::AlertsConfig {
+        let a = &self.alerts;
+        plugwatch_alerts::AlertsConfig {
+            interval: Duration::from_secs(a.interval_secs),
+            dashboard_url: Some(
+                self.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).trim_end_matches('/').to_owned(),
+            ),
+            max_attempts: a.max_attempts,
+            retry_base: Duration::from_millis(a.retry_base_ms),
+            retry_max: Duration::from_secs(a.retry_max_secs),
+            send_timeout: Duration::from_millis(a.send_timeout_ms),
+            failing_after: a.failing_after,
+            history_retention: Duration::from_secs(a.history_retention_days * 86_400),
+            delivery_retention: Duration::from_secs(a.delivery_retention_days * 86_400),
+            ..plugwatch_alerts::AlertsConfig::default()
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -56,6 +118,8 @@ impl Default for ServeConfig {
             runtime: RuntimeSettings::default(),
             telemetry: TelemetrySettings::default(),
             access: AccessSettings::default(),
+            public_url: None,
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -295,6 +359,29 @@ impl ServeConfig {
         }
         if self.runtime.max_memory_bytes < 64 << 10 {
             return Err("`runtime.max_memory_bytes` must be at least 65536 (one page)".into());
+        }
+        let al = &self.alerts;
+        for (name, value) in [
+            ("alerts.interval_secs", al.interval_secs),
+            ("alerts.max_attempts", u64::from(al.max_attempts)),
+            ("alerts.retry_base_ms", al.retry_base_ms),
+            ("alerts.retry_max_secs", al.retry_max_secs),
+            ("alerts.send_timeout_ms", al.send_timeout_ms),
+            ("alerts.failing_after", u64::from(al.failing_after)),
+            ("alerts.history_retention_days", al.history_retention_days),
+            ("alerts.delivery_retention_days", al.delivery_retention_days),
+        ] {
+            if value == 0 {
+                return Err(format!("`{name}` must be at least 1"));
+            }
+        }
+        if al.interval_secs > 3600 {
+            return Err("`alerts.interval_secs` must be at most 3600".into());
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!("`public_url` must start with http:// or https://, not `{url}`"));
         }
         self.key_source()?;
         Ok(())

@@ -482,6 +482,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// What is wrong, in words.
     pub message: String,
+    /// For `invalid_field`: the input field that is wrong (`threshold`, `settings.to`, `labels.team`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -61,11 +61,21 @@ pub struct ApiError {
     www_authenticate: bool,
     /// `Allow` (405s).
     allow: Option<HeaderValue>,
+    /// The input field that is wrong (422s from validation).
+    field: Option<String>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None, www_authenticate: false, allow: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            www_authenticate: false,
+            allow: None,
+            field: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -148,6 +158,28 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+impl From<plugwatch_alerts::FieldError> for ApiError {
+    fn from(e: plugwatch_alerts::FieldError) -> Self {
+        let message = e.to_string();
+        ApiError { field: Some(e.field), ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message) }
+    }
+}
+
+impl From<plugwatch_alerts::AlertsError> for ApiError {
+    fn from(e: plugwatch_alerts::AlertsError) -> Self {
+        use plugwatch_alerts::AlertsError as E;
+        use plugwatch_store::StoreError as S;
+        match e {
+            E::Invalid(field) => field.into(),
+            E::Store(S::NotFound { kind, id }) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {kind} with id {id}"))
+            }
+            E::Store(S::Conflict(message)) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            E::Store(error) => internal(&error),
+        }
+    }
+}
+
 impl From<plugwatch_access::AccessError> for ApiError {
     fn from(e: plugwatch_access::AccessError) -> Self {
         use StatusCode as S;
@@ -198,7 +230,12 @@ pub fn dispatch_status(failed: bool, overloaded: bool) -> (StatusCode, Option<u3
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": bounded(&self.message) } });
+        let body = match &self.field {
+            None => json!({ "error": { "code": self.code, "message": bounded(&self.message) } }),
+            Some(field) => {
+                json!({ "error": { "code": self.code, "message": bounded(&self.message), "field": echo(field) } })
+            }
+        };
         // `<`, `>` and `&` can only occur inside JSON strings, where their `\u` escapes mean the same.
         let mut text = String::with_capacity(128);
         for c in body.to_string().chars() {

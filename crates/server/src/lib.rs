@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use plugwatch_access::Access;
+use plugwatch_alerts::Alerts;
 use plugwatch_registry::Registry;
 use plugwatch_runtime::Runtime;
 use plugwatch_store::{Artifacts, Store};
@@ -45,6 +46,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub registry: Registry,
     pub access: Access,
+    pub alerts: Alerts,
     /// The OpenAPI document, as served.
     pub openapi: String,
     pub config: ServeConfig,
@@ -73,6 +75,8 @@ pub enum ServerError {
     Registry(#[from] plugwatch_registry::RegistryError),
     #[error("access control: {0}")]
     Access(#[from] plugwatch_access::AccessError),
+    #[error("alerting: {0}")]
+    Alerts(#[from] plugwatch_alerts::AlertsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
@@ -162,14 +166,18 @@ impl Server {
                 password = %generated,
             );
         }
-        let registry = Registry::open(runtime, store, artifacts, telemetry).await?;
+        let registry = Registry::open(runtime, store.clone(), artifacts, telemetry.clone()).await?;
         registry.restore_telemetry(SystemTime::now()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let inventory = Arc::new(tasks::Inventory(registry.clone()));
+        let bound = listener.local_addr()?;
+        let alerts = Alerts::open(store, telemetry, inventory, config.alerts_config(bound)).await?;
         let (_, openapi) = routes(&config);
         let openapi = openapi.to_pretty_json().expect("the OpenAPI document serialises");
-        let state = AppState(Arc::new(Shared { registry, access, openapi, config, started: AtomicBool::new(false) }));
+        let state =
+            AppState(Arc::new(Shared { registry, access, alerts, openapi, config, started: AtomicBool::new(false) }));
         Ok(Server { listener, state })
     }
 

@@ -50,7 +50,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let host = state.registry.telemetry().latest_host();
     let mut out = String::with_capacity(16 << 10);
-    state.registry.telemetry().encode_prometheus(host.as_ref(), &mut out);
+    let telemetry = state.registry.telemetry();
+    telemetry.encode_prometheus(host.as_ref(), &mut out);
+    let plugins = state.registry.plugins();
+    let active: Vec<(&str, &str, &plugwatch_model::Limits)> = plugins
+        .iter()
+        .filter_map(|e| {
+            e.active.as_ref().map(|a| (e.record.name.as_str(), a.version.version.as_str(), &a.version.limits))
+        })
+        .collect();
+    telemetry.encode_headroom(std::time::SystemTime::now(), &active, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }
 

@@ -1,6 +1,6 @@
 //! Background tasks, each stopping on the one shutdown signal: startup (loading the plugins, then with
-//! `--demo` installing the examples and driving synthetic traffic), the telemetry flush, the host sampler
-//! and retention. On shutdown the flush runs once more and writes everything telemetry still holds,
+//! `--demo` installing the examples and driving synthetic traffic), the telemetry flush, the host sampler,
+//! retention, and alerting (evaluation and notification delivery). On shutdown the flush runs once more and writes everything telemetry still holds,
 //! including the open bucket. A load still in progress is abandoned, not awaited: its compile may go on on
 //! a blocking thread until the process exits, and writes nothing but an atomically created cache file.
 
@@ -22,8 +22,12 @@ pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> Tasks {
         tokio::spawn(flush_loop(state.clone(), stop.clone())),
         tokio::spawn(host_loop(state.clone(), stop.clone())),
         tokio::spawn(prune_loop(state.clone(), stop.clone())),
-        tokio::spawn(startup(state.clone(), stop)),
+        tokio::spawn(startup(state.clone(), stop.clone())),
     ];
+    let mut handles = handles;
+    if state.config.alerts.enabled {
+        handles.push(tokio::spawn(state.alerts.clone().run(stop)));
+    }
     Tasks { handles }
 }
 
@@ -121,5 +125,26 @@ async fn prune_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         if !tick(&mut stop, period).await {
             break;
         }
+    }
+}
+
+/// The plugins alerting evaluates: the active version of every enabled plugin, from the registry's snapshot.
+pub struct Inventory(pub plugwatch_registry::Registry);
+
+impl plugwatch_alerts::Inventory for Inventory {
+    fn targets(&self) -> Vec<plugwatch_alerts::PluginTarget> {
+        self.0
+            .plugins()
+            .iter()
+            .filter(|entry| entry.record.enabled)
+            .filter_map(|entry| {
+                let active = entry.active.as_ref()?;
+                Some(plugwatch_alerts::PluginTarget {
+                    plugin: entry.record.name.clone(),
+                    version: active.version.version.clone(),
+                    limits: active.version.limits.clone(),
+                })
+            })
+            .collect()
     }
 }

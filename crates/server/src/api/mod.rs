@@ -2,6 +2,7 @@
 //! document come from the same declarations: a route cannot exist without being documented.
 
 mod access;
+mod alerts;
 mod hooks;
 mod plugins;
 mod telemetry;
@@ -31,6 +32,7 @@ use crate::dto::ErrorBody;
         (name = "invoke", description = "Running plugins and hooks"),
         (name = "telemetry", description = "Series, run logs, overview, host"),
         (name = "access", description = "Sign-in, users, API tokens, audit log"),
+        (name = "alerts", description = "Alert rules, alerts now, history, silences, notification channels"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]
@@ -67,7 +69,7 @@ pub enum ApiErrors {
     /// The body is not of a type this operation accepts.
     #[response(status = 415)]
     UnsupportedMediaType(#[to_schema] ErrorBody),
-    /// The component was refused, or the invocation failed (raw invoke).
+    /// The component was refused, the invocation failed (raw invoke), or a field is invalid (`field` names it).
     #[response(status = 422)]
     Unprocessable(#[to_schema] ErrorBody),
     /// Too many requests (overload, or sign-in lockout); see `Retry-After`.
@@ -116,6 +118,17 @@ pub fn router(max_upload_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(telemetry::invocations))
         .routes(routes!(telemetry::overview))
         .routes(routes!(telemetry::host))
+        .routes(routes!(alerts::headroom))
+        .routes(routes!(alerts::alerts_now))
+        .routes(routes!(alerts::list_rules, alerts::create_rule))
+        .routes(routes!(alerts::get_rule, alerts::update_rule, alerts::delete_rule))
+        .routes(routes!(alerts::history))
+        .routes(routes!(alerts::list_silences, alerts::create_silence))
+        .routes(routes!(alerts::get_silence, alerts::expire_silence))
+        .routes(routes!(alerts::list_channels, alerts::create_channel))
+        .routes(routes!(alerts::get_channel, alerts::update_channel, alerts::delete_channel))
+        .routes(routes!(alerts::test_channel))
+        .routes(routes!(alerts::deliveries))
         .routes(routes!(hooks::list))
         .routes(routes!(hooks::fire))
         .routes(routes!(access::login))
