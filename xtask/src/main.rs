@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 mod bench_http;
 mod schemathesis;
 mod server;
+mod tidy;
 
 /// The example plugins whose built components are committed (the demo loads them).
 const EXAMPLES: &[&str] = &["promo-discount", "loyalty-points"];

@@ -108,9 +108,7 @@ impl Metric {
     /// `instructions`.
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::LatencyP50 | Metric::LatencyP95 | Metric::LatencyP99 | Metric::CpuTime | Metric::Idle => {
-                "seconds"
-            }
+            Metric::LatencyP50 | Metric::LatencyP95 | Metric::LatencyP99 | Metric::CpuTime | Metric::Idle => "seconds",
             Metric::ErrorRate | Metric::Headroom | Metric::HostCpu | Metric::HostMemory | Metric::HostDisk => "ratio",
             Metric::Timeouts | Metric::Rejected => "count",
             Metric::Throughput => "per_second",

@@ -20,10 +20,10 @@ use crate::bindings;
 use crate::error::{LoadError, RuntimeError};
 use crate::executor::Executor;
 use crate::inspect::inspect;
-use plugwatch_model::Limits;
 use crate::plugin::Plugin;
 use crate::state::State;
 use crate::ticker::Ticker;
+use plugwatch_model::Limits;
 
 /// Settings for the whole process. Per-plugin settings are [`Limits`] and [`LoadOptions`].
 #[derive(Clone, Debug)]

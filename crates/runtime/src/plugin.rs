@@ -14,9 +14,9 @@ use crate::engine::{LoadOptions, Prewarm, Shared};
 use crate::error::LoadError;
 use crate::executor::Group;
 use crate::inspect::Inspection;
+use crate::state::{PluginConfig, State, Stop};
 use plugwatch_model::Limits;
 use plugwatch_model::{Invocation, Outcome};
-use crate::state::{PluginConfig, State, Stop};
 
 /// Fuel given when a plugin has no budget: effectively unlimited, still measured.
 const UNLIMITED_FUEL: u64 = i64::MAX as u64;
