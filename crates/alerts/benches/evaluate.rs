@@ -2,7 +2,7 @@
 //! real telemetry holding five minutes of traffic per plugin), and the invocation throughput of a real
 //! plugin while evaluation runs at its interval against the same without it, in alternating rounds.
 //!
-//! `cargo bench --bench evaluate` (add `-- --rounds N --round-secs S` to change the throughput runs). Run
+//! `cargo bench --bench evaluate` (`ROUNDS=N ROUND_SECS=S` in the environment change the throughput runs). Run
 //! in test mode (`cargo test --all-targets`), it does one short pass of each so that it cannot rot.
 
 use std::sync::Arc;
@@ -57,9 +57,8 @@ fn telemetry(now: SystemTime) -> (Arc<Telemetry>, Vec<PluginTarget>) {
     (telemetry, targets)
 }
 
-fn flag(name: &str) -> Option<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+fn setting(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 fn main() {
@@ -85,6 +84,14 @@ fn main() {
             .warm_up_time(Duration::from_millis(10))
             .measurement_time(Duration::from_millis(50));
     }
+    criterion.bench_function("telemetry windows of 60 s and 300 s over 1000 plugins", |b| {
+        b.iter(|| {
+            (
+                telemetry.window(now, Duration::from_secs(60)).len(),
+                telemetry.window(now, Duration::from_secs(300)).len(),
+            )
+        })
+    });
     criterion.bench_function("evaluate the default rules over 1000 plugins", |b| {
         b.to_async(&rt).iter(|| alerts.evaluate(now))
     });
@@ -101,8 +108,8 @@ fn main() {
 /// Invocations per second of a real WAT plugin on two callers, with evaluation running every interval
 /// (against the live telemetry it reads) and without, in alternating rounds.
 fn throughput(rt: &tokio::runtime::Runtime, alerts: &Alerts, telemetry: &Telemetry, bench: bool) {
-    let rounds = flag("--rounds").unwrap_or(if bench { 6 } else { 2 });
-    let round = Duration::from_secs(flag("--round-secs").unwrap_or(if bench { 10 } else { 1 }));
+    let rounds = setting("ROUNDS").unwrap_or(if bench { 6 } else { 2 });
+    let round = Duration::from_secs(setting("ROUND_SECS").unwrap_or(if bench { 10 } else { 1 }));
     let interval = if bench { Duration::from_secs(5) } else { Duration::from_millis(200) };
     let template = include_str!("../../runtime/tests/fixtures/plugin.wat.in");
     let echo =
@@ -125,29 +132,36 @@ fn throughput(rt: &tokio::runtime::Runtime, alerts: &Alerts, telemetry: &Telemet
             })
         });
         let started = Instant::now();
+        // Two callers on threads of their own (as HTTP workers are), keeping both cores busy.
         let callers: Vec<_> = (0..2)
             .map(|_| {
                 let (plugin, stop, count) = (plugin.clone(), stop.clone(), count.clone());
                 // One of the evaluated plugins' series, so evaluation reads what the callers write.
                 let series = telemetry.series("plugin-0000", "1.0.0");
-                rt.spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        let record = plugin.invoke("order.pricing", b"{\"order\":1}").await;
-                        series.record("order.pricing", &record);
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
+                std::thread::spawn(move || {
+                    let local = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    local.block_on(async {
+                        while !stop.load(Ordering::Relaxed) {
+                            let record = plugin.invoke("order.pricing", b"{\"order\":1}").await;
+                            series.record("order.pricing", &record);
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
                 })
             })
             .collect();
         std::thread::sleep(round);
         stop.store(true, Ordering::Relaxed);
         for c in callers {
-            rt.block_on(c).unwrap();
+            c.join().unwrap();
         }
+        let elapsed = started.elapsed();
         if let Some(e) = evaluator {
-            rt.block_on(e).unwrap();
+            e.abort();
+            let _ = rt.block_on(e);
         }
-        let rate = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        let rate = count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
+        println!("round {r}: {} evaluation, {rate:.0} invocations/s", if evaluating { "with" } else { "without" });
         if evaluating { with.push(rate) } else { without.push(rate) }
     }
     let median = |v: &mut Vec<f64>| {

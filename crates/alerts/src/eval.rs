@@ -39,9 +39,21 @@ pub struct PluginTarget {
 pub struct Inputs<'a> {
     pub now: SystemTime,
     pub targets: &'a [PluginTarget],
-    /// Each window's stats, by window length in seconds, then by (plugin, version).
-    pub windows: &'a HashMap<u32, HashMap<(String, String), LiveStats>>,
+    /// Each window's stats, by window length in seconds.
+    pub windows: &'a HashMap<u32, Window>,
     pub host: Option<&'a HostSample>,
+}
+
+/// One window's stats, by plugin, then version.
+pub type Window = HashMap<String, HashMap<String, LiveStats>>;
+
+/// Groups telemetry's stats of one window by plugin and version.
+pub fn window(stats: Vec<LiveStats>) -> Window {
+    let mut out = Window::new();
+    for s in stats {
+        out.entry(s.plugin.clone()).or_default().insert(s.version.clone(), s);
+    }
+    out
 }
 
 /// A host sample older than this is no data.
@@ -64,15 +76,14 @@ pub fn measure(spec: &RuleSpec, pattern: Option<&Pattern>, inputs: &Inputs<'_>) 
     for target in inputs.targets.iter().filter(|t| pattern.matches(&t.plugin)) {
         enabled.insert(target.plugin.as_str());
         active.insert((target.plugin.as_str(), target.version.as_str()));
-        let stats = window.get(&(target.plugin.clone(), target.version.clone()));
+        let stats = window.get(&target.plugin).and_then(|versions| versions.get(&target.version));
         out.push((key(&target.plugin, &target.version), plugin_value(spec, stats, Some(&target.limits), inputs.now)));
     }
-    for ((plugin, version), stats) in window {
-        if stats.requests > 0
-            && !active.contains(&(plugin.as_str(), version.as_str()))
-            && enabled.contains(plugin.as_str())
-        {
-            out.push((key(plugin, version), plugin_value(spec, Some(stats), None, inputs.now)));
+    for (plugin, versions) in window.iter().filter(|(plugin, _)| enabled.contains(plugin.as_str())) {
+        for (version, stats) in versions {
+            if stats.requests > 0 && !active.contains(&(plugin.as_str(), version.as_str())) {
+                out.push((key(plugin, version), plugin_value(spec, Some(stats), None, inputs.now)));
+            }
         }
     }
     out

@@ -23,7 +23,7 @@ use plugwatch_model::alerts::{
     NotificationKind, Rule, RuleSpec, SeriesKey, Severity, Silence, SilenceSpec, State, Transition,
 };
 use plugwatch_store::{SecretValue, Store, StoreError};
-use plugwatch_telemetry::{LiveStats, Telemetry};
+use plugwatch_telemetry::Telemetry;
 use tokio::sync::{Mutex, Notify, watch};
 
 pub use channels::{SendError, SettingError};
@@ -447,14 +447,13 @@ impl Alerts {
         let started = Instant::now();
         let loaded = self.loaded().await?;
         let targets = self.inner.inventory.targets();
-        let mut windows: HashMap<u32, HashMap<(String, String), LiveStats>> = HashMap::new();
+        let mut windows: HashMap<u32, eval::Window> = HashMap::new();
         for (rule, _) in loaded.rules.iter().filter(|(r, _)| r.spec.enabled) {
             if rule.spec.scope == plugwatch_model::alerts::Scope::Plugins
                 && !windows.contains_key(&rule.spec.window_secs)
             {
                 let stats = self.inner.telemetry.window(now, Duration::from_secs(u64::from(rule.spec.window_secs)));
-                let by_key = stats.into_iter().map(|s| ((s.plugin.clone(), s.version.clone()), s)).collect();
-                windows.insert(rule.spec.window_secs, by_key);
+                windows.insert(rule.spec.window_secs, eval::window(stats));
             }
         }
         let host = self.inner.telemetry.latest_host();
@@ -482,7 +481,7 @@ impl Alerts {
             for (key, value, is_gone) in
                 measured.into_iter().map(|(k, v)| (k, v, false)).chain(gone.into_iter().map(|(k, v)| (k, v, true)))
             {
-                let previous = state.records.get(&(rule.id, key.clone()));
+                let previous = if state.records.is_empty() { None } else { state.records.get(&(rule.id, key.clone())) };
                 let step = if is_gone {
                     let spec = RuleSpec {
                         keep_firing_for_secs: 0,
@@ -493,6 +492,10 @@ impl Alerts {
                 } else {
                     eval::step(rule.id, &rule.spec, &key, previous, value, now)
                 };
+                if step.record.is_none() && step.transition.is_none() {
+                    // Inactive and staying so: the common case, which costs nothing more.
+                    continue;
+                }
                 let labels = alert_labels(rule, &key);
                 let is_silenced = silenced(&loaded.silences, rule.id, &key, &labels, now);
                 let was_notified = previous.is_some_and(|r| r.notified_at.is_some());

@@ -3,7 +3,7 @@
 //! plugin that answers `ok` until told to fail, traffic at about 50 requests/s; the default error-rate
 //! rule (window 60 s, `for` 60 s) routed to a webhook channel with `group_wait_secs` 0.
 //!
-//! `cargo bench --bench alert_latency [-- --runs N]` prints each run's delay beyond `for`. In test mode
+//! `cargo bench --bench alert_latency` (`RUNS=N` in the environment) prints each run's delay beyond `for`. In test mode
 //! (`cargo test --all-targets`) it runs once with a 2 s `for` and a 1 s interval, so that it cannot rot.
 
 use std::sync::{Arc, Mutex};
