@@ -534,3 +534,43 @@ async fn headroom_is_the_share_of_the_plugins_own_limits() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_channel_that_keeps_failing_is_reported_on_the_others() {
+    let receiver = Receiver::start().await;
+    let server = TestServer::start_with(|c| {
+        c.alerts.interval_secs = 1;
+        c.alerts.retry_base_ms = 100;
+        c.alerts.retry_max_secs = 1;
+        c.alerts.max_attempts = 2;
+        c.alerts.failing_after = 1;
+    })
+    .await;
+    quick_error_rule(&server).await;
+    // The broken channel's receiver answers 404 (not retryable): it fails at once.
+    let gone = Receiver::start().await;
+    gone.fail_next(&[404; 10]);
+    let broken = create_channel(
+        &server,
+        json!({"name": "broken hook", "kind": "webhook", "group_wait_secs": 0,
+        "secrets": {"url": format!("{}/gone", gone.url)}}),
+    )
+    .await;
+    create_channel(
+        &server,
+        json!({"name": "healthy hook", "kind": "webhook", "group_wait_secs": 0,
+        "secrets": {"url": format!("{}/healthy", receiver.url)}}),
+    )
+    .await;
+    server.upload(manifest("breaks-things", "1.0.0", &[]), refuser()).await;
+    traffic(&server, "breaks-things", 20).await;
+    let reports =
+        receiver.wait_for("/healthy", 1, Duration::from_secs(20), |r| r.json()["kind"] == "channel_failing").await;
+    let text = reports[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("broken hook") && text.contains("404"), "{text}");
+    let (_, log) = server.get(&format!("/api/v1/alerts/channels/{broken}/deliveries")).await;
+    let failed = &log["deliveries"][0];
+    assert_eq!(failed["status"], "failed", "{log}");
+    assert!(failed["last_error"].as_str().unwrap().contains("404"), "{log}");
+    server.stop().await;
+}
