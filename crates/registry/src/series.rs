@@ -162,3 +162,36 @@ fn empty_point(start: i64) -> Point {
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
+
+impl Registry {
+    /// Requests per minute over the `minutes` before `now` for each of `plugins` (all versions), oldest
+    /// first: the stored minute rollups, replaced by what memory holds of the same (version, minute).
+    pub async fn sparklines(
+        &self,
+        plugins: &[&str],
+        now: SystemTime,
+        minutes: usize,
+    ) -> Result<std::collections::HashMap<String, Vec<u64>>> {
+        let minute = Resolution::Minute.seconds();
+        let end = unix(now).div_euclid(minute) * minute;
+        let first = end - (minutes as i64 - 1) * minute;
+        let from = std::time::UNIX_EPOCH + std::time::Duration::from_secs(first.max(0) as u64);
+        let mut rows: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
+        for (plugin, version, start, requests) in self.inner.store.minute_requests(plugins, from).await? {
+            rows.insert((plugin, version, start), requests);
+        }
+        for plugin in plugins {
+            for live in self.inner.telemetry.live(plugin, None, Resolution::Minute, from, now) {
+                rows.insert((live.plugin.clone(), live.version.clone(), live.start), live.total());
+            }
+        }
+        let mut out: std::collections::HashMap<String, Vec<u64>> =
+            plugins.iter().map(|p| ((*p).to_owned(), vec![0; minutes])).collect();
+        for ((plugin, _, start), requests) in rows {
+            if let (Some(line), true) = (out.get_mut(&plugin), start >= first && start <= end) {
+                line[((start - first) / minute) as usize] += requests;
+            }
+        }
+        Ok(out)
+    }
+}

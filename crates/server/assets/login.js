@@ -3,8 +3,8 @@
 
 // Only a path on this server: never another origin (`//host`, `/\host`, `https:`).
 function nextPath() {
-  const next = new URLSearchParams(window.location.search).get("next") || "/api/v1/docs/";
-  return /^\/(?![\/\\])/.test(next) ? next : "/api/v1/docs/";
+  const next = new URLSearchParams(window.location.search).get("next") || "/plugin-monitoring";
+  return /^\/(?![\/\\])/.test(next) ? next : "/plugin-monitoring";
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -588,6 +588,9 @@ pub struct OverviewPlugin {
     pub status: &'static str,
     pub version: Option<String>,
     pub live: Option<LiveDto>,
+    /// Requests per minute over the last hour, oldest first (with `sparkline=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparkline: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -624,6 +627,10 @@ impl HostDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Overview {
     pub at: String,
+    /// Plugins matching the filters (before pagination).
+    pub total: usize,
+    pub page: usize,
+    pub per_page: usize,
     pub plugins: Vec<OverviewPlugin>,
     pub host: Option<HostDto>,
 }

@@ -10,10 +10,12 @@
 mod api;
 mod auth;
 pub mod config;
+mod dashboard;
 mod demo;
 mod dto;
 mod error;
 mod extract;
+mod live;
 mod ops;
 mod pages;
 mod serve;
@@ -47,6 +49,8 @@ pub struct Shared {
     pub registry: Registry,
     pub access: Access,
     pub alerts: Alerts,
+    /// The dashboard's live feed.
+    pub live: live::Hub,
     /// The OpenAPI document, as served.
     pub openapi: String,
     pub config: ServeConfig,
@@ -104,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .merge(swagger_behind_login(state.clone(), swagger))
         .merge(pages::router())
+        .merge(dashboard::router(state.clone()))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), error::json_errors));
@@ -176,8 +181,15 @@ impl Server {
         let alerts = Alerts::open(store, telemetry, inventory, config.alerts_config(bound)).await?;
         let (_, openapi) = routes(&config);
         let openapi = openapi.to_pretty_json().expect("the OpenAPI document serialises");
-        let state =
-            AppState(Arc::new(Shared { registry, access, alerts, openapi, config, started: AtomicBool::new(false) }));
+        let state = AppState(Arc::new(Shared {
+            registry,
+            access,
+            alerts,
+            live: live::Hub::default(),
+            openapi,
+            config,
+            started: AtomicBool::new(false),
+        }));
         Ok(Server { listener, state })
     }
 

@@ -23,6 +23,7 @@ pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> Tasks {
         tokio::spawn(host_loop(state.clone(), stop.clone())),
         tokio::spawn(prune_loop(state.clone(), stop.clone())),
         tokio::spawn(startup(state.clone(), stop.clone())),
+        tokio::spawn(crate::live::run(state.clone(), stop.clone())),
     ];
     let mut handles = handles;
     if state.config.alerts.enabled {

@@ -103,6 +103,27 @@ impl Store {
         rows.iter().map(|row| read_rollup(row, resolution)).collect()
     }
 
+    /// Requests per minute rollup of each of `plugins` (every version) starting at or after `from`, as
+    /// `(plugin, version, start, requests)`: the sparklines of a page of the overview, in one query.
+    pub async fn minute_requests(&self, plugins: &[&str], from: SystemTime) -> Result<Vec<(String, String, i64, u64)>> {
+        if plugins.is_empty() {
+            return Ok(Vec::new());
+        }
+        let total = OUTCOME_COLUMNS.replace(", ", " + r.");
+        let names = (0..plugins.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT s.plugin, s.version, r.start, (r.{total}) AS requests FROM rollups r JOIN series s ON s.id = r.series_id
+             WHERE r.resolution = $1 AND r.start >= $2 AND s.plugin IN ({names})"
+        );
+        let mut query =
+            sqlx::query_as::<_, (String, String, i64, i64)>(&sql).bind(Resolution::Minute.seconds()).bind(unix(from));
+        for plugin in plugins {
+            query = query.bind(*plugin);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(p, v, start, n)| (p, v, start, n as u64)).collect())
+    }
+
     /// What a restarted process continues from (see [`Telemetry::restore`](plugwatch_telemetry::Telemetry::restore)):
     /// the 10 s rows of the `window` before `now`, the minute and hour rows of the intervals holding `now`,
     /// and when each series last saw an invocation start (from the run log, which always keeps the newest).

@@ -13,6 +13,9 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use alerts::AlertDto;
+pub use telemetry::overview_rows;
+
 use crate::AppState;
 use crate::dto::ErrorBody;
 
@@ -118,6 +121,7 @@ pub fn router(max_upload_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(telemetry::invocations))
         .routes(routes!(telemetry::overview))
         .routes(routes!(telemetry::host))
+        .routes(routes!(crate::live::live))
         .routes(routes!(alerts::headroom))
         .routes(routes!(alerts::alerts_now))
         .routes(routes!(alerts::list_rules, alerts::create_rule))

@@ -145,16 +145,15 @@ pub async fn invocations(
     Ok(Json(InvocationList { plugin: name, invocations }).into_response())
 }
 
-/// Every plugin's live numbers over the last minute, plus the latest host sample.
-#[utoipa::path(get, path = "/api/v1/overview", tag = "telemetry", responses((status = 200, body = Overview), ApiErrors))]
-pub async fn overview(State(state): State<AppState>) -> Json<Overview> {
-    let now = SystemTime::now();
+/// Every plugin (enabled, disabled, loading, failed) with its active version's numbers over the last
+/// minute: what the overview and the live stream show, in one shape.
+pub fn overview_rows(state: &AppState, now: SystemTime) -> Vec<OverviewPlugin> {
     let live = state.registry.telemetry().overview(now);
     let mut by_plugin: std::collections::HashMap<&str, Vec<&plugwatch_telemetry::LiveStats>> = Default::default();
     for s in &live {
         by_plugin.entry(s.plugin.as_str()).or_default().push(s);
     }
-    let plugins: Vec<_> = state
+    state
         .registry
         .plugins()
         .iter()
@@ -168,11 +167,100 @@ pub async fn overview(State(state): State<AppState>) -> Json<Overview> {
                 status: entry.status(),
                 version: active.map(str::to_owned),
                 live: stats.map(|s| LiveDto::new(s)),
+                sparkline: None,
             }
         })
-        .collect();
+        .collect()
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OverviewQuery {
+    /// Only plugins whose name contains this.
+    q: Option<String>,
+    /// Only plugins with this status (`enabled`, `disabled`, `loading`, `failed`, …).
+    status: Option<String>,
+    /// `name` (default), `rps`, `p95`, `error_rate`, `cpu` or `memory`.
+    sort: Option<String>,
+    /// `asc` (default for `name`) or `desc` (default for the others).
+    order: Option<String>,
+    /// From 1 (default).
+    page: Option<usize>,
+    /// 1 to 1000 (default: every plugin).
+    per_page: Option<usize>,
+    /// Add each listed plugin's requests per minute over the last hour.
+    sparkline: Option<bool>,
+}
+
+/// Every plugin's live numbers over the last minute, plus the latest host sample: filtered, sorted and
+/// paginated on the server, with sparklines on request.
+#[utoipa::path(get, path = "/api/v1/overview", tag = "telemetry", params(OverviewQuery),
+    responses((status = 200, body = Overview), ApiErrors))]
+pub async fn overview(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<OverviewQuery>,
+) -> Result<Json<Overview>, ApiError> {
+    let now = SystemTime::now();
+    let mut plugins = overview_rows(&state, now);
+    if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+        plugins.retain(|p| p.name.contains(text));
+    }
+    if let Some(status) = q.status.as_deref().filter(|t| !t.is_empty()) {
+        plugins.retain(|p| p.status == status);
+    }
+    let sort = q.sort.as_deref().unwrap_or("name");
+    let key = |p: &OverviewPlugin| -> f64 {
+        let live = p.live.as_ref();
+        match sort {
+            "rps" => live.map_or(0.0, |l| l.rps),
+            "p95" => live.and_then(|l| l.p95_ms).unwrap_or(0.0),
+            "error_rate" => live.map_or(0.0, |l| l.error_rate),
+            "cpu" => live.map_or(0.0, |l| l.cpu_cores),
+            _ => live.map_or(0.0, |l| l.memory_peak_bytes as f64),
+        }
+    };
+    match sort {
+        "name" => plugins.sort_by(|a, b| a.name.cmp(&b.name)),
+        "rps" | "p95" | "error_rate" | "cpu" | "memory" => {
+            plugins.sort_by(|a, b| key(b).total_cmp(&key(a)).then_with(|| a.name.cmp(&b.name)))
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`sort` must be name, rps, p95, error_rate, cpu or memory, not {other:?}"
+            )));
+        }
+    }
+    match q.order.as_deref() {
+        None => {}
+        Some(order @ ("asc" | "desc")) => {
+            let descending = sort != "name";
+            if (order == "desc") != descending {
+                plugins.reverse();
+            }
+        }
+        Some(other) => return Err(ApiError::bad_request(format!("`order` must be asc or desc, not {other:?}"))),
+    }
+    let total = plugins.len();
+    let per_page = q.per_page.unwrap_or(total.max(1));
+    if !(1..=1000).contains(&per_page) && q.per_page.is_some() {
+        return Err(ApiError::bad_request("`per_page` must be 1 to 1000"));
+    }
+    let page = q.page.unwrap_or(1);
+    if page == 0 {
+        return Err(ApiError::bad_request("`page` starts at 1"));
+    }
+    let plugins: Vec<OverviewPlugin> =
+        plugins.into_iter().skip((page - 1).saturating_mul(per_page)).take(per_page).collect();
+    let mut plugins = plugins;
+    if q.sparkline == Some(true) {
+        let names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+        let mut lines = state.registry.sparklines(&names, now, 60).await?;
+        for p in &mut plugins {
+            p.sparkline = lines.remove(&p.name);
+        }
+    }
     let host = state.registry.telemetry().latest_host();
-    Json(Overview { at: rfc3339(now), plugins, host: host.as_ref().map(HostDto::new) })
+    Ok(Json(Overview { at: rfc3339(now), total, page, per_page, plugins, host: host.as_ref().map(HostDto::new) }))
 }
 
 /// Host resources: the latest sample and a series over the range.

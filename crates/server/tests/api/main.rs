@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod alerts;
 mod connections;
+mod dashboard;
 mod errors;
 mod hooks;
 mod operations;

@@ -1,0 +1,75 @@
+//! The dashboard over real HTTP: who gets its pages, what they are served with, and the live stream.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn the_dashboard_needs_a_reader_and_sends_browsers_to_sign_in() {
+    let server = TestServer::start().await;
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let response =
+        browser.get(server.url("/plugin-monitoring/plugins/x")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(response.status(), 303, "a browser without a session is sent to sign in");
+    assert_eq!(response.headers()["location"], "/login?next=/plugin-monitoring/plugins/x");
+    let response = browser.get(server.url("/plugin-monitoring/assets/app.js")).send().await.unwrap();
+    assert_eq!(response.status(), 401, "the assets need a session too");
+    let response = browser.get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.headers()["location"], "/plugin-monitoring");
+
+    let invoker = server.client_for(plugwatch_access::Role::Invoker).await;
+    let response = invoker.get(server.url("/plugin-monitoring")).send().await.unwrap();
+    assert_eq!(response.status(), 403, "an invoker gets no dashboard");
+
+    let viewer = server.client_for(plugwatch_access::Role::Viewer).await;
+    for path in ["/plugin-monitoring", "/plugin-monitoring/alerts", "/plugin-monitoring/plugins/any"] {
+        let response = viewer.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(response.text().await.unwrap().contains("/plugin-monitoring/assets/app.js"));
+    }
+    for asset in ["app.js", "app.css", "uPlot.iife.min.js", "uPlot.min.css"] {
+        let response = viewer.get(server.url(&format!("/plugin-monitoring/assets/{asset}"))).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{asset}");
+    }
+    let response = viewer.get(server.url("/plugin-monitoring/assets/nothing.js")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_the_rows_a_page_asks_for_at_once_and_every_five_seconds() {
+    let server = TestServer::start().await;
+    server.upload(manifest("shown", "1.0.0", &[]), echo()).await;
+    server.upload(manifest("hidden", "1.0.0", &[]), echo()).await;
+    server.invoke("shown", "order.created", serde_json::json!(1)).await;
+    let response = server.client.get(server.url("/api/v1/live?plugins=shown,absent")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let mut events: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while events.len() < 2 {
+        let chunk =
+            tokio::time::timeout_at(deadline, body.next()).await.expect("two events within 15 s").unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                assert!(event.contains("event: update"), "{event}");
+                events.push(serde_json::from_str(data).unwrap());
+            }
+        }
+    }
+    let first = &events[0];
+    assert_eq!(first["plugins"]["shown"]["live"]["requests"], 1, "{first}");
+    assert!(first["plugins"].get("hidden").is_none(), "only the rows asked for");
+    assert!(first["plugins"].get("absent").is_none());
+    assert!(events[1]["seq"].as_u64() > first["seq"].as_u64(), "a later frame");
+    server.stop().await;
+}
