@@ -210,9 +210,12 @@ impl Server {
         let tasks = tasks::spawn(&state, stopped);
         let registry = state.registry.clone();
         let drain_timeout = Duration::from_secs(state.config.drain_timeout_secs);
+        let live = state.clone();
         let on_shutdown = move || {
             tracing::info!(message = "Shutting down: draining in-flight requests.");
             registry.start_draining();
+            // Live streams never end by themselves: end them, so that draining does not wait for them.
+            live.live.close();
         };
         let result =
             serve::serve(listener, app(state.clone()), &state.config.http, shutdown, on_shutdown, drain_timeout).await;

@@ -4,7 +4,8 @@
 //! the frame (the plugins it shows), so ten open pages cost one computation and ten small writes. No frame
 //! is computed while no page is open. Every event is a whole state (no deltas), so a page that reconnects
 //! (the browser's `EventSource` does it by itself) resumes with the next event, and gets the current one at
-//! once. Shutdown sends a closing frame, which ends every stream, so that draining does not wait for them.
+//! once. Shutdown (its first moment, before draining) sends a closing frame, which ends every stream, so that
+//! draining does not wait for them.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -56,14 +57,22 @@ impl Hub {
     }
 
     fn publish(&self, frame: Frame) {
-        self.tx.send_replace(Arc::new(frame));
+        if !self.tx.borrow().closing {
+            self.tx.send_replace(Arc::new(frame));
+        }
+    }
+
+    /// Ends every stream (at shutdown); nothing is published afterwards.
+    pub fn close(&self) {
+        let seq = self.tx.borrow().seq + 1;
+        self.tx.send_replace(Arc::new(Frame { seq, closing: true, ..Frame::default() }));
     }
 }
 
 /// Computes a frame every [`LIVE_INTERVAL`] while a page is open, until `stop`; then ends every stream.
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut seq = 0;
-    loop {
+    while !state.live.tx.borrow().closing {
         if state.live.watched() {
             seq += 1;
             let frame = compute(&state, seq).await;
@@ -74,7 +83,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    state.live.publish(Frame { seq: seq + 1, closing: true, ..Frame::default() });
+    state.live.close();
 }
 
 /// One frame: the overview rows, the host sample and the alerts now.

@@ -107,6 +107,7 @@ impl Serve {
                 message = "plugwatch is listening.",
                 flush_interval_secs = config.telemetry.flush_interval_secs,
                 address = %format!("http://{}", server.local_addr()),
+                dashboard = %format!("http://{}/plugin-monitoring", server.local_addr()),
                 data_dir = %config.data_dir.display(),
                 demo = config.demo,
                 plugins = server.state().registry.plugins().len(),
