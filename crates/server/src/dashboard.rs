@@ -38,13 +38,13 @@ const SHELL: &str = include_str!("../assets/dashboard/index.html");
 
 /// `/` (to the dashboard), the dashboard's pages and its assets.
 pub fn router(state: AppState) -> Router<AppState> {
-    let pages = Router::new()
+    Router::new()
+        .route("/", get(|| async { Redirect::to(BASE) }))
         .route(BASE, get(shell))
         .route(&format!("{BASE}/"), get(shell))
         .route(&format!("{BASE}/assets/{{file}}"), get(asset))
         .route(&format!("{BASE}/{{*page}}"), get(shell))
-        .layer(axum::middleware::from_fn_with_state(state, require_reader));
-    Router::new().route("/", get(|| async { Redirect::to(BASE) })).merge(pages)
+        .layer(axum::middleware::from_fn_with_state(state, require_reader))
 }
 
 async fn require_reader(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -17,14 +17,16 @@ async fn the_dashboard_needs_a_reader_and_sends_browsers_to_sign_in() {
     assert_eq!(response.headers()["location"], "/login?next=/plugin-monitoring/plugins/x");
     let response = browser.get(server.url("/plugin-monitoring/assets/app.js")).send().await.unwrap();
     assert_eq!(response.status(), 401, "the assets need a session too");
-    let response = browser.get(server.url("/")).send().await.unwrap();
-    assert_eq!(response.headers()["location"], "/plugin-monitoring");
 
     let invoker = server.client_for(plugwatch_access::Role::Invoker).await;
     let response = invoker.get(server.url("/plugin-monitoring")).send().await.unwrap();
     assert_eq!(response.status(), 403, "an invoker gets no dashboard");
 
     let viewer = server.client_for(plugwatch_access::Role::Viewer).await;
+    let home = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    let home = home.default_headers(viewer_headers(&server).await).build().unwrap();
+    let response = home.get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.headers()["location"], "/plugin-monitoring", "/ is the dashboard");
     for path in ["/plugin-monitoring", "/plugin-monitoring/alerts", "/plugin-monitoring/plugins/any"] {
         let response = viewer.get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
@@ -39,6 +41,15 @@ async fn the_dashboard_needs_a_reader_and_sends_browsers_to_sign_in() {
     let response = viewer.get(server.url("/plugin-monitoring/assets/nothing.js")).send().await.unwrap();
     assert_eq!(response.status(), 404);
     server.stop().await;
+}
+
+/// A viewer's bearer header, for clients built with other settings.
+async fn viewer_headers(server: &TestServer) -> reqwest::header::HeaderMap {
+    let token =
+        token_for(&server.access, "viewer-user", "a long enough password", plugwatch_access::Role::Viewer).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    headers
 }
 
 #[tokio::test]
