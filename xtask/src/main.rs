@@ -3,9 +3,12 @@
 //! - `cargo xtask test`: the one command that installs what the tests need and runs them all (CI runs it).
 //! - `cargo xtask plugins [--bless]`: build the example plugins and test guests into `target/plugins`;
 //!   `--bless` also replaces the committed example components with the fresh build.
-//! - `cargo xtask tools`: install the guest toolchains (componentize-py into a venv, componentize-js via npm).
+//! - `cargo xtask tools`: install the guest toolchains (componentize-py into a venv, componentize-js via npm)
+//!   and the browser tests' (playwright-core and axe-core via npm, Chromium from Debian).
 //! - `cargo xtask bench`: run the criterion benchmarks.
 //! - `cargo xtask schemathesis`: property-based tests of the served OpenAPI document (part of `test`).
+//! - `cargo xtask browser`: the pages in headless Chromium with axe-core checks, against a demo server
+//!   (part of `test`); screenshots in `target/browser`.
 //! - `cargo xtask bench-http`: HTTP load with `wrk`: plugwatch's invoke endpoint against a bare axum echo,
 //!   idle and loaded RSS, and the overview endpoint with 1,000 plugins (release build, loopback only).
 
@@ -15,6 +18,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 mod bench_http;
+mod browser;
 mod schemathesis;
 mod server;
 mod tidy;
@@ -43,9 +47,10 @@ fn dispatch() -> anyhow::Result<()> {
         Some("bench") => run(Command::new("cargo").args(["bench", "--workspace"]).args(&args[1..])),
         Some("bench-http") => bench_http::run(&root),
         Some("schemathesis") => schemathesis::run(&root),
+        Some("browser") => browser::run(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | schemathesis>"
+                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | schemathesis | browser>"
             );
             std::process::exit(2);
         }
@@ -70,13 +75,14 @@ fn test(root: &Path) -> anyhow::Result<()> {
     step("tests", Command::new("cargo").args(["test", "--workspace", "--all-targets", "--locked"]))?;
     step("doc tests", Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
     schemathesis::run(root)?;
+    browser::run(root)?;
     println!("\nxtask: all checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
 /// Installs componentize-py (pinned in requirements.txt) into target/tools/venv and componentize-js
 /// (pinned in package-lock.json) into examples/plugins/node_modules, unless already installed from the
-/// same pins.
+/// same pins; and the browser tests' tools (see `browser::tools`).
 fn tools(root: &Path) -> anyhow::Result<()> {
     let plugins = root.join("examples/plugins");
     let venv = root.join("target/tools/venv");
@@ -109,7 +115,7 @@ fn tools(root: &Path) -> anyhow::Result<()> {
         step("componentize-js", Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&plugins))?;
         std::fs::write(&stamp, &lock)?;
     }
-    Ok(())
+    browser::tools(root)
 }
 
 /// Builds every guest into target/plugins; with `bless`, copies the examples over their committed copies.

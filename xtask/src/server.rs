@@ -56,3 +56,16 @@ fn json_field(json: &str, key: &str) -> Option<String> {
     let end = json[start..].find('"')?;
     Some(json[start..start + end].to_owned())
 }
+
+/// Waits until `url` answers 2xx (a readiness probe), polling for at most `timeout`.
+pub fn wait_until_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < timeout {
+        let ok = Command::new("curl").args(["-sf", "-o", "/dev/null", "--max-time", "5", url]).status()?.success();
+        if ok {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("{url} did not answer 2xx within {} s", timeout.as_secs())
+}

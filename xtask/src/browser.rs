@@ -1,0 +1,115 @@
+//! `cargo xtask browser`: the real-browser tests in `tests/browser` (headless Chromium from Debian driven
+//! by playwright-core, axe-core accessibility checks) against a `plugwatch serve --demo` on a free loopback
+//! port with a fresh data directory. Screenshots go to `target/browser`; the server's log to
+//! `target/browser-run/server.log`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The demo's documented admin password (`DEMO_ADMIN_PASSWORD` in `crates/plugwatch`).
+const DEMO_PASSWORD: &str = "plugwatch-demo";
+
+/// How long the demo may take to load its plugins: compiling the Python one unoptimised takes most of a
+/// minute on two busy cores the first time (later runs load it from `target/browser-cache`).
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Installs what the browser tests need: their npm packages (pinned in `tests/browser/package-lock.json`)
+/// unless already installed from the same lock, and Debian's Chromium if there is none.
+pub fn tools(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("tests/browser");
+    let lock = std::fs::read(dir.join("package-lock.json"))?;
+    let stamp = dir.join("node_modules/.installed-lock");
+    if std::fs::read(&stamp).ok().as_deref() != Some(&lock[..]) {
+        crate::step(
+            "browser test tools",
+            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir),
+        )?;
+        std::fs::write(&stamp, &lock)?;
+    }
+    if chromium().is_none() {
+        crate::step(
+            "chromium",
+            Command::new("sh")
+                .args(["-c", "apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(Stdio::null()),
+        )
+        .context(
+            "the browser tests need Chromium: install Debian's (`apt-get install chromium`, as root) or set CHROMIUM \
+             to a Chromium binary",
+        )?;
+        if chromium().is_none() {
+            bail!("`chromium` is still not on PATH after installing it");
+        }
+    }
+    Ok(())
+}
+
+/// The Chromium the tests use: `$CHROMIUM`, else `chromium` on PATH.
+fn chromium() -> Option<String> {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return Some(path.to_string_lossy().into_owned());
+    }
+    let found = Command::new("which").arg("chromium").stderr(Stdio::null()).output().ok()?;
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+    (found.status.success() && !path.is_empty()).then_some(path)
+}
+
+pub fn run(root: &Path) -> anyhow::Result<()> {
+    println!("\nxtask: browser");
+    let started = Instant::now();
+    let result = run_inner(root);
+    println!("xtask: browser: {:.1} s", started.elapsed().as_secs_f64());
+    result
+}
+
+fn run_inner(root: &Path) -> anyhow::Result<()> {
+    tools(root)?;
+    // The same selection as the test step, so its build is reused (`--bin plugwatch` alone resolves the
+    // dependencies' features differently and rebuilds wasmtime).
+    crate::run(Command::new("cargo").args(["build", "--workspace", "--all-targets", "--locked"]))?;
+    let work = root.join("target/browser-run");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let addr = free_loopback_addr()?;
+    let log = work.join("server.log");
+    let _server = crate::server::Killed(
+        Command::new(root.join("target/debug/plugwatch"))
+            .args(["serve", "--demo", "--listen", &addr, "--data-dir"])
+            .arg(work.join("data"))
+            // The documented demo password, not one from the caller's environment.
+            .env_remove("PLUGWATCH_ADMIN_PASSWORD")
+            .env("PLUGWATCH_CACHE_DIR", root.join("target/browser-cache"))
+            .env("PLUGWATCH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("cannot start plugwatch serve --demo")?,
+    );
+    let waited = Instant::now();
+    crate::server::wait_until_ok(&format!("http://{addr}/readyz"), READY_TIMEOUT)
+        .with_context(|| format!("the demo server did not get ready; its log: {}", log.display()))?;
+    println!("xtask: demo server ready on {addr} in {:.1} s", waited.elapsed().as_secs_f64());
+    crate::step(
+        "browser tests",
+        Command::new("node")
+            .arg(root.join("tests/browser/run.mjs"))
+            .current_dir(root.join("tests/browser"))
+            .env("PLUGWATCH_URL", format!("http://{addr}"))
+            .env("PLUGWATCH_USERNAME", "admin")
+            .env("PLUGWATCH_PASSWORD", DEMO_PASSWORD)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null()),
+    )
+    .with_context(|| format!("the server's log: {}", log.display()))
+}
+
+/// A loopback address whose port the system handed out a moment ago (free then; the server binds it next).
+fn free_loopback_addr() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
+    Ok(listener.local_addr()?.to_string())
+}
