@@ -18,7 +18,7 @@
 //! firing (one notification) until it stayed under for that long. Pending does not survive a false
 //! evaluation, so a condition must hold for `for` without a break before anything fires.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use plugwatch_model::alerts::{AlertRecord, HeadroomLimit, Metric, NoData, RuleSpec, SeriesKey, State};
@@ -71,18 +71,14 @@ pub fn measure(spec: &RuleSpec, pattern: Option<&Pattern>, inputs: &Inputs<'_>) 
     let empty = HashMap::new();
     let window = inputs.windows.get(&spec.window_secs).unwrap_or(&empty);
     let mut out = Vec::new();
-    let mut enabled = HashSet::new();
-    let mut active = HashSet::new();
     for target in inputs.targets.iter().filter(|t| pattern.matches(&t.plugin)) {
-        enabled.insert(target.plugin.as_str());
-        active.insert((target.plugin.as_str(), target.version.as_str()));
-        let stats = window.get(&target.plugin).and_then(|versions| versions.get(&target.version));
+        let versions = window.get(&target.plugin);
+        let stats = versions.and_then(|v| v.get(&target.version));
         out.push((key(&target.plugin, &target.version), plugin_value(spec, stats, Some(&target.limits), inputs.now)));
-    }
-    for (plugin, versions) in window.iter().filter(|(plugin, _)| enabled.contains(plugin.as_str())) {
-        for (version, stats) in versions {
-            if stats.requests > 0 && !active.contains(&(plugin.as_str(), version.as_str())) {
-                out.push((key(plugin, version), plugin_value(spec, Some(stats), None, inputs.now)));
+        // Other versions of the plugin still answering (a rollout in progress), without limits of their own.
+        for (version, stats) in versions.into_iter().flatten() {
+            if stats.requests > 0 && *version != target.version {
+                out.push((key(&target.plugin, version), plugin_value(spec, Some(stats), None, inputs.now)));
             }
         }
     }

@@ -471,13 +471,17 @@ impl Alerts {
             report.series += measured.len();
             // Alerts whose series is no longer selected (the plugin was disabled or deleted, the rule
             // disabled) end as if their condition stopped holding, without keep_firing_for.
-            let selected: HashSet<&SeriesKey> = measured.iter().map(|(k, _)| k).collect();
-            let gone: Vec<(SeriesKey, Option<f64>)> = state
-                .records
-                .keys()
-                .filter(|(id, key)| *id == rule.id && !selected.contains(key))
-                .map(|(_, key)| (key.clone(), None))
-                .collect();
+            let gone: Vec<(SeriesKey, Option<f64>)> = if state.records.keys().any(|(id, _)| *id == rule.id) {
+                let selected: HashSet<&SeriesKey> = measured.iter().map(|(k, _)| k).collect();
+                state
+                    .records
+                    .keys()
+                    .filter(|(id, key)| *id == rule.id && !selected.contains(key))
+                    .map(|(_, key)| (key.clone(), None))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             for (key, value, is_gone) in
                 measured.into_iter().map(|(k, v)| (k, v, false)).chain(gone.into_iter().map(|(k, v)| (k, v, true)))
             {
