@@ -94,6 +94,8 @@ fn run_inner(root: &Path) -> anyhow::Result<()> {
     crate::server::wait_until_ok(&format!("http://{addr}/readyz"), READY_TIMEOUT)
         .with_context(|| format!("the demo server did not get ready; its log: {}", log.display()))?;
     println!("xtask: demo server ready on {addr} in {:.1} s", waited.elapsed().as_secs_f64());
+    let fixtures = root.join("target/browser-run/fixtures");
+    write_fixtures(root, &fixtures)?;
     crate::step(
         "browser tests",
         Command::new("node")
@@ -103,9 +105,30 @@ fn run_inner(root: &Path) -> anyhow::Result<()> {
             .env("PLUGWATCH_USERNAME", "admin")
             .env("PLUGWATCH_PASSWORD", DEMO_PASSWORD)
             .env("NO_COLOR", "1")
+            .env("PLUGWATCH_FIXTURES", &fixtures)
             .stdin(Stdio::null()),
     )
     .with_context(|| format!("the server's log: {}", log.display()))
+}
+
+/// The components the dashboard tests upload: `hostile.wasm`, whose log line and error message are markup
+/// (they must show as text), and `not-a-component.wasm`, which the runtime refuses with a reason.
+fn write_fixtures(root: &Path, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let template = std::fs::read_to_string(root.join("crates/runtime/tests/fixtures/plugin.wat.in"))?;
+    let image = "<img src=x onerror=alert(1)>";
+    let script = "<script>alert(2)</script>";
+    let extra = format!(r#"(data (i32.const 100) "{image}") (data (i32.const 200) "{script}")"#);
+    let body = format!(
+        "(call $log (i32.const 2) (i32.const 100) (i32.const {})) (call $err (i32.const 200) (i32.const {}))",
+        image.len(),
+        script.len()
+    );
+    let wasm = wat::parse_str(template.replace("{extra}", &extra).replace("{body}", &body))
+        .context("the hostile fixture assembles")?;
+    std::fs::write(dir.join("hostile.wasm"), wasm)?;
+    std::fs::write(dir.join("not-a-component.wasm"), b"this is not WebAssembly")?;
+    Ok(())
 }
 
 /// A loopback address whose port the system handed out a moment ago (free then; the server binds it next).

@@ -253,7 +253,7 @@ async function overviewPage() {
     if (row.sparkline) requestAnimationFrame(() => drawSparkline(canvas, row.sparkline));
   }
   const filter = h("input", { id: "filter", type: "search", value: overview.q, placeholder: "name contains…" });
-  const statusFilter = h("select", { id: "status-filter" }, ["", "enabled", "disabled", "loading", "failed"].map((s) => h("option", { value: s, selected: s === overview.status }, s || "any")));
+  const statusFilter = h("select", { id: "status-filter" }, ["", "running", "disabled", "loading", "failed", "empty"].map((s) => h("option", { value: s, selected: s === overview.status }, s || "any")));
   const apply = () => { overview.q = filter.value.trim(); overview.status = statusFilter.value; overview.page = 1; overviewPage(); };
   filter.addEventListener("change", apply);
   statusFilter.addEventListener("change", apply);
@@ -287,16 +287,20 @@ async function overviewPage() {
 const RANGES = [["15m", 900], ["1h", 3600], ["6h", 21600], ["24h", 86400], ["7d", 604800], ["30d", 2592000]];
 const COLOURS = ["--c1", "--c2", "--c3", "--c4", "--c5", "--c6"].map((v) => getComputedStyle(document.documentElement).getPropertyValue(v).trim());
 
-function chart(container, title, points, series) {
+function chart(container, title, points, series, range) {
   const width = Math.max(300, container.clientWidth - 16);
+  const ink = getComputedStyle(document.body).color;
+  const grid = getComputedStyle(document.documentElement).getPropertyValue("--line").trim();
   const data = [points.map((p) => p.t), ...series.map((s) => points.map(s.value))];
   const opts = {
     width, height: 200, title: undefined,
     series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLOURS[i % COLOURS.length], width: 1.5, dash: i % 2 ? [6, 3] : undefined, value: (u, v) => (v === null || v === undefined ? "–" : s.format(v)) }))],
-    axes: [{ stroke: "currentColor" }, { stroke: "currentColor", values: (u, vals) => vals.map((v) => series[0].format(v)), size: 70 }],
+    scales: { x: { time: true, range: () => range } },
+    axes: [{ stroke: ink, grid: { stroke: grid }, ticks: { stroke: grid } },
+      { stroke: ink, grid: { stroke: grid }, ticks: { stroke: grid }, values: (u, vals) => vals.map((v) => series[0].format(v)), size: 70 }],
     legend: { live: true },
   };
-  container.replaceChildren(h("h3", {}, title));
+  container.replaceChildren(h("h2", {}, title));
   if (typeof uPlot === "undefined") { container.append(h("p", { class: "error" }, "The chart library did not load.")); return; }
   new uPlot(opts, data, container);
 }
@@ -315,18 +319,18 @@ async function pluginPage(name) {
   const message = h("p", { id: "action-message", role: "status" });
   const actions = h("div", { class: "toolbar", id: "actions" });
   if (can("operate")) {
-    actions.append(
+    actions.append(...[
       p.enabled
         ? h("button", { type: "button", dataset: { action: "disable" }, onclick: () => act(`/api/v1/plugins/${encodeURIComponent(name)}/disable`, "Disabled.") }, "Disable")
         : h("button", { type: "button", dataset: { action: "enable" }, onclick: () => act(`/api/v1/plugins/${encodeURIComponent(name)}/enable`, "Enabled.") }, "Enable"),
       p.previous_version ? h("button", { type: "button", dataset: { action: "rollback" }, onclick: () => act(`/api/v1/plugins/${encodeURIComponent(name)}/rollback`, "Rolled back.") }, `Roll back to ${p.previous_version}`) : null,
-    );
+    ].filter(Boolean));
   }
   async function act(path, done) {
     try { await api(path, { method: "POST" }); message.className = "notice"; message.textContent = done; await pluginPage(name); }
     catch (e) { message.className = "error"; message.textContent = e.message; }
   }
-  const versions = h("table", { id: "versions" }, h("thead", {}, h("tr", {}, ["Version", "Created", "Size", "sha256", ""].map((t) => h("th", { scope: "col" }, t)))),
+  const versions = h("table", { id: "versions" }, h("thead", {}, h("tr", {}, ["Version", "Created", "Size", "sha256", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, detail.versions.map((v) => h("tr", {}, h("td", {}, v.version, v.active ? " (active)" : ""), h("td", {}, fmt.time(v.created_at)), h("td", {}, fmt.bytes(v.size)), h("td", {}, v.sha256.slice(0, 12)),
       h("td", {}, !v.active && can("operate") ? h("button", { type: "button", dataset: { action: "activate" }, onclick: () => act(`/api/v1/plugins/${encodeURIComponent(name)}/versions/${encodeURIComponent(v.version)}/activate`, `Activated ${v.version}.`) }, "Activate") : "")))));
   const limits = active ? Object.entries(active.limits).map(([k, v]) => h("li", {}, `${k}: ${v}`)) : [];
@@ -370,19 +374,20 @@ async function pluginPage(name) {
     const secs = Number(rangeSel.value);
     const to = Math.floor(Date.now() / 1000);
     const series = await api(`/api/v1/plugins/${encodeURIComponent(name)}/series?from=${to - secs}&to=${to}`);
-    const pts = series.points.map((pt) => Object.assign({}, pt, { t: pt.t }));
+    const pts = series.points;
+    const span = [to - secs, to];
     const outcomes = [...new Set(pts.flatMap((pt) => Object.keys(pt.outcomes).filter((k) => k !== "ok" && pt.outcomes[k] > 0)))];
     const boxes = ["latency", "throughput", "errors", "cpu", "instructions", "memory"].map((k) => h("div", { class: "chart", dataset: { chart: k } }));
     charts.replaceChildren(...boxes);
     chart(boxes[0], "Latency (ms)", pts, [
       { label: "p50", value: (p) => p.p50_ms, format: (v) => v.toFixed(2) },
       { label: "p95", value: (p) => p.p95_ms, format: (v) => v.toFixed(2) },
-      { label: "p99", value: (p) => p.p99_ms, format: (v) => v.toFixed(2) }]);
-    chart(boxes[1], "Throughput (requests/s)", pts, [{ label: "requests/s", value: (p) => p.rps, format: (v) => v.toFixed(2) }]);
-    chart(boxes[2], "Errors by outcome (per step)", pts, (outcomes.length ? outcomes : ["plugin_error"]).map((o) => ({ label: o, value: (p) => p.outcomes[o] || 0, format: (v) => v.toFixed(0) })));
-    chart(boxes[3], "CPU (cores)", pts, [{ label: "cores", value: (p) => p.cpu_cores, format: (v) => v.toFixed(3) }]);
-    chart(boxes[4], "Instructions (per step)", pts, [{ label: "instructions", value: (p) => p.instructions, format: (v) => (v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v.toFixed(0)) }]);
-    chart(boxes[5], "Peak memory", pts, [{ label: "bytes", value: (p) => p.memory_peak_bytes, format: (v) => fmt.bytes(v) }]);
+      { label: "p99", value: (p) => p.p99_ms, format: (v) => v.toFixed(2) }], span);
+    chart(boxes[1], "Throughput (requests/s)", pts, [{ label: "requests/s", value: (p) => p.rps, format: (v) => v.toFixed(2) }], span);
+    chart(boxes[2], "Errors by outcome (per step)", pts, (outcomes.length ? outcomes : ["plugin_error"]).map((o) => ({ label: o, value: (p) => p.outcomes[o] || 0, format: (v) => v.toFixed(0) })), span);
+    chart(boxes[3], "CPU (cores)", pts, [{ label: "cores", value: (p) => p.cpu_cores, format: (v) => v.toFixed(3) }], span);
+    chart(boxes[4], "Instructions (per step)", pts, [{ label: "instructions", value: (p) => p.instructions, format: (v) => (v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v.toFixed(0)) }], span);
+    chart(boxes[5], "Peak memory", pts, [{ label: "bytes", value: (p) => p.memory_peak_bytes, format: (v) => fmt.bytes(v) }], span);
   };
   rangeSel.addEventListener("change", drawCharts);
   await drawCharts();
@@ -465,12 +470,12 @@ async function alertsPage() {
   });
   main.replaceChildren(
     setTitle("Alerts"), message,
-    h("h2", {}, "Firing and pending"), h("div", { class: "table-wrap" }, h("table", { id: "alerts-now" }, h("thead", {}, h("tr", {}, ["State", "Severity", "Rule", "On", "Summary", "Since", ""].map((t) => h("th", { scope: "col" }, t)))), nowBody)),
-    h("h2", {}, "Rules"), table("rules", ["Name", "", "Condition", "Selects", "Window / for", "Severity", ""], ruleRows), ruleForm ? ruleForm.element : null,
-    h("h2", {}, "Silences"), table("silences", ["Status", "Rule", "Plugins", "Until", "By", "Comment", ""], silences.silences.map((s) => h("tr", {}, h("td", {}, status(s.status)), h("td", {}, s.rule_id ?? "any"), h("td", {}, s.plugins ?? "any"), h("td", {}, fmt.time(s.ends_at)), h("td", {}, s.author), h("td", { class: "wrap" }, s.comment),
+    h("h2", {}, "Firing and pending"), h("div", { class: "table-wrap" }, h("table", { id: "alerts-now" }, h("thead", {}, h("tr", {}, ["State", "Severity", "Rule", "On", "Summary", "Since", "Actions"].map((t) => h("th", { scope: "col" }, t)))), nowBody)),
+    h("h2", {}, "Rules"), table("rules", ["Name", "State", "Condition", "Selects", "Window / for", "Severity", "Actions"], ruleRows), ruleForm ? ruleForm.element : null,
+    h("h2", {}, "Silences"), table("silences", ["Status", "Rule", "Plugins", "Until", "By", "Comment", "Actions"], silences.silences.map((s) => h("tr", {}, h("td", {}, status(s.status)), h("td", {}, s.rule_id ?? "any"), h("td", {}, s.plugins ?? "any"), h("td", {}, fmt.time(s.ends_at)), h("td", {}, s.author), h("td", { class: "wrap" }, s.comment),
       h("td", {}, s.status !== "expired" && can("operate") ? h("button", { type: "button", onclick: async () => { try { await api(`/api/v1/alerts/silences/${s.id}`, { method: "DELETE" }); alertsPage(); } catch (e) { fail(e); } } }, "End") : "")))),
-    h("h2", {}, "Channels"), table("channels", ["Name", "Kind", "", "Routes", "Secrets", ""], channelRows),
-    h("h2", {}, "History"), table("history", ["When", "Rule", "On", "From → to", "Value", "Threshold", ""], history.entries.map((e) => h("tr", {}, h("td", {}, fmt.time(e.at)), h("td", {}, e.rule), h("td", {}, e.plugin ? `${e.plugin} ${e.version || ""}` : "host"), h("td", {}, `${e.from} → ${e.to}`), h("td", { class: "num" }, e.value === null ? "no data" : fmt.num(e.value, 4)), h("td", { class: "num" }, e.threshold), h("td", {}, e.silenced ? "silenced" : "")))),
+    h("h2", {}, "Channels"), table("channels", ["Name", "Kind", "State", "Routes", "Secrets", "Actions"], channelRows),
+    h("h2", {}, "History"), table("history", ["When", "Rule", "On", "From → to", "Value", "Threshold", "Silenced"], history.entries.map((e) => h("tr", {}, h("td", {}, fmt.time(e.at)), h("td", {}, e.rule), h("td", {}, e.plugin ? `${e.plugin} ${e.version || ""}` : "host"), h("td", {}, `${e.from} → ${e.to}`), h("td", { class: "num" }, e.value === null ? "no data" : fmt.num(e.value, 4)), h("td", { class: "num" }, e.threshold), h("td", {}, e.silenced ? "silenced" : "")))),
   );
   openLive([], (update) => nowBody.replaceChildren(...nowRows(update.alerts)));
 }
@@ -547,9 +552,9 @@ async function usersPage() {
     event.preventDefault();
     try {
       const t = await api("/api/v1/tokens", { method: "POST", json: { name: tokenName.value, role: tokenRole.value } });
-      const secret = h("div", { class: "token", id: "token-secret" }, t.token);
+      const secret = h("div", { class: "token", id: "token-secret" }, t.secret);
       shown.replaceChildren(h("p", {}, "Copy it now: it is shown once."), secret,
-        h("button", { type: "button", id: "copy-token", onclick: async () => { await navigator.clipboard.writeText(t.token); shown.append(h("span", { class: "notice" }, " copied")); } }, "Copy"));
+        h("button", { type: "button", id: "copy-token", onclick: async () => { await navigator.clipboard.writeText(t.secret); shown.append(h("span", { class: "notice" }, " copied")); } }, "Copy"));
     } catch (e) { shown.replaceChildren(h("p", { class: "error" }, e.message)); }
   });
   main.replaceChildren(setTitle("Users and tokens"),

@@ -178,7 +178,7 @@ pub fn overview_rows(state: &AppState, now: SystemTime) -> Vec<OverviewPlugin> {
 pub struct OverviewQuery {
     /// Only plugins whose name contains this.
     q: Option<String>,
-    /// Only plugins with this status (`enabled`, `disabled`, `loading`, `failed`, …).
+    /// Only plugins with this status (`running`, `disabled`, `loading`, `failed`, `empty`).
     status: Option<String>,
     /// `name` (default), `rps`, `p95`, `error_rate`, `cpu` or `memory`.
     sort: Option<String>,
