@@ -106,6 +106,8 @@ fn run_inner(root: &Path) -> anyhow::Result<()> {
             .env("PLUGWATCH_PASSWORD", DEMO_PASSWORD)
             .env("NO_COLOR", "1")
             .env("PLUGWATCH_FIXTURES", &fixtures)
+            .env("PLUGWATCH_BIN", root.join("target/debug/plugwatch"))
+            .env("PLUGWATCH_SCRATCH", work.join("scratch"))
             .stdin(Stdio::null()),
     )
     .with_context(|| format!("the server's log: {}", log.display()))
