@@ -113,6 +113,28 @@ fn run_inner(root: &Path) -> anyhow::Result<()> {
     .with_context(|| format!("the server's log: {}", log.display()))
 }
 
+/// `cargo xtask bench-dashboard`: the dashboard's figures (`tests/browser/bench.mjs`) on a server of its own
+/// with 1,000 plugins.
+pub fn bench(root: &Path) -> anyhow::Result<()> {
+    tools(root)?;
+    crate::run(Command::new("cargo").args(["build", "--workspace", "--all-targets", "--locked"]))?;
+    let work = root.join("target/browser-bench");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let fixtures = work.join("fixtures");
+    write_fixtures(root, &fixtures)?;
+    crate::step(
+        "dashboard figures",
+        Command::new("node")
+            .arg(root.join("tests/browser/bench.mjs"))
+            .current_dir(root.join("tests/browser"))
+            .env("PLUGWATCH_FIXTURES", &fixtures)
+            .env("PLUGWATCH_BIN", root.join("target/debug/plugwatch"))
+            .env("PLUGWATCH_SCRATCH", &work)
+            .stdin(Stdio::null()),
+    )
+}
+
 /// The components the dashboard tests upload: `hostile.wasm`, whose log line and error message are markup
 /// (they must show as text), and `not-a-component.wasm`, which the runtime refuses with a reason.
 fn write_fixtures(root: &Path, dir: &Path) -> anyhow::Result<()> {
@@ -130,6 +152,9 @@ fn write_fixtures(root: &Path, dir: &Path) -> anyhow::Result<()> {
         .context("the hostile fixture assembles")?;
     std::fs::write(dir.join("hostile.wasm"), wasm)?;
     std::fs::write(dir.join("not-a-component.wasm"), b"this is not WebAssembly")?;
+    let echo =
+        template.replace("{extra}", "").replace("{body}", "(call $ok (local.get $input) (local.get $input_len))");
+    std::fs::write(dir.join("echo.wasm"), wat::parse_str(echo).context("the echo fixture assembles")?)?;
     Ok(())
 }
 

@@ -46,11 +46,12 @@ fn dispatch() -> anyhow::Result<()> {
         Some("tools") => tools(&root),
         Some("bench") => run(Command::new("cargo").args(["bench", "--workspace"]).args(&args[1..])),
         Some("bench-http") => bench_http::run(&root),
+        Some("bench-dashboard") => browser::bench(&root),
         Some("schemathesis") => schemathesis::run(&root),
         Some("browser") => browser::run(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | schemathesis | browser>"
+                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | bench-dashboard | schemathesis | browser>"
             );
             std::process::exit(2);
         }
