@@ -48,6 +48,11 @@ test("overview-lists-the-demo-plugins-and-updates-live", async (t) => {
   await t.page.locator('th[aria-sort="descending"]').waitFor();
   await t.screenshot("overview");
   await t.axe();
+  // A phone's width: the table scrolls within its box, the page does not.
+  await t.page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await t.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `the page is ${overflow}px wider than a phone`);
+  await t.screenshot("overview-phone");
 });
 
 test("plugin-page-draws-its-charts-and-toggles-the-plugin", async (t) => {
@@ -170,12 +175,14 @@ test("admin-pages-and-sign-out", async (t) => {
   await open(t, "/audit");
   await t.page.locator("#audit tbody tr").first().waitFor();
   await t.screenshot("audit");
+  await t.axe();
   await t.page.getByRole("link", { name: "Users & tokens" }).click();
   await t.page.locator("#users tbody tr").first().waitFor();
   await t.page.locator('[name="token-name"]').fill(`browser-${Date.now()}`);
   await t.page.getByRole("button", { name: "Create" }).click();
   await t.page.locator("#token-secret").waitFor();
   assert.ok((await t.page.locator("#token-secret").innerText()).length > 20, "the new token is shown once");
+  await t.screenshot("users");
   await t.axe();
   await t.page.getByRole("button", { name: "Sign out" }).click();
   await t.page.waitForURL((u) => u.pathname === "/login");
