@@ -11,6 +11,7 @@ mod model;
 mod plugins;
 mod retention;
 mod secrets;
+mod snapshot;
 mod telemetry;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ pub use artifacts::Artifacts;
 pub use model::*;
 pub use retention::{PruneReport, Retention};
 pub use secrets::{KEY_FILE, KeyOrigin, KeySource, Rotated, SecretBox, SecretError, SecretKey, SecretValue};
+pub use snapshot::check_database_file;
 pub use telemetry::{HostPoint, StoredRollup};
 
 /// Everything that can go wrong in the store.

@@ -1,0 +1,136 @@
+//! Backups of a real data directory: taken while writes go on, complete archives only, each member and
+//! the database checked; corrupted, truncated and foreign files refused with the reason.
+
+use plugwatch_backup::{BackupError, create, inspect, list, verify};
+use plugwatch_model::Limits;
+use plugwatch_store::{Artifacts, FailurePolicy, NewVersion, Store};
+
+async fn version(store: &Store, artifacts: &Artifacts, plugin: &str, n: usize) -> String {
+    let component = format!("component {plugin} {n}").into_bytes();
+    let sha256 = artifacts.put(&component).unwrap();
+    let v = NewVersion {
+        plugin: plugin.into(),
+        version: format!("1.0.{n}"),
+        sha256: sha256.clone(),
+        size: component.len() as u64,
+        description: None,
+        failure_policy: FailurePolicy::FailOpen,
+        limits: Limits::default(),
+        hooks: vec![],
+        config: Default::default(),
+        secrets: [("api_key".to_owned(), "s3cr3t-value".into())].into(),
+    };
+    store.insert_version(&v, true).await.unwrap();
+    sha256
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writes_go_on_is_complete_and_verifies() {
+    let data = tempfile::tempdir().unwrap();
+    let backups = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).await.unwrap();
+    let artifacts = Artifacts::new(data.path()).unwrap();
+    let mut shas = Vec::new();
+    for i in 0..5 {
+        shas.push(version(&store, &artifacts, &format!("plugin-{i}"), 0).await);
+    }
+    // An orphan artifact (no version references it) is not carried.
+    let orphan = artifacts.put(b"nobody uses this").unwrap();
+    // Writes go on during the backup.
+    let writer = {
+        let (store, artifacts) = (store.clone(), Artifacts::new(data.path()).unwrap());
+        tokio::spawn(async move {
+            for n in 1..40 {
+                version(&store, &artifacts, "busy", n).await;
+            }
+        })
+    };
+    let backup = create(&store, &data.path().join("artifacts"), backups.path()).await.unwrap();
+    writer.await.unwrap();
+    assert!(backup.id.starts_with("plugwatch-backup-") && backup.id.ends_with(".tar.zst"), "{}", backup.id);
+    let names: Vec<&str> = backup.manifest.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names[0], "plugwatch.db");
+    for sha in &shas {
+        assert!(names.contains(&format!("artifacts/{sha}.wasm").as_str()), "{sha} in {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.contains(&orphan)), "only referenced artifacts");
+    assert_eq!(backup.manifest.schema_version, store.schema_version().await.unwrap());
+    assert!(backup.manifest.secret_key_id.is_some(), "the key the secrets need is named");
+
+    let verified = verify(&backup.path, backups.path()).await.unwrap();
+    assert_eq!(verified.members, backup.manifest.members.len());
+    assert_eq!(inspect(&backup.path).unwrap(), backup.manifest);
+    let listed = list(backups.path()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, backup.id);
+    // Nothing else was left in the directory: no partial file, no scratch.
+    let entries: Vec<String> = std::fs::read_dir(backups.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, std::slice::from_ref(&backup.id));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_and_foreign_archives_are_refused_with_the_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let backups = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).await.unwrap();
+    let artifacts = Artifacts::new(data.path()).unwrap();
+    version(&store, &artifacts, "promo", 0).await;
+    let backup = create(&store, &data.path().join("artifacts"), backups.path()).await.unwrap();
+    let bytes = std::fs::read(&backup.path).unwrap();
+    let scratch = backups.path();
+
+    let truncated = scratch.join("plugwatch-backup-truncated.tar.zst");
+    std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let error = verify(&truncated, scratch).await.unwrap_err().to_string();
+    assert!(error.contains("truncated") || error.contains("missing") || error.contains("corrupt"), "{error}");
+
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x55;
+    let corrupt = scratch.join("plugwatch-backup-corrupt.tar.zst");
+    std::fs::write(&corrupt, &flipped).unwrap();
+    assert!(verify(&corrupt, scratch).await.is_err(), "a flipped byte is noticed");
+
+    let foreign = scratch.join("plugwatch-backup-foreign.tar.zst");
+    std::fs::write(&foreign, b"just some text").unwrap();
+    assert!(matches!(inspect(&foreign), Err(BackupError::NotABackup { .. })));
+    assert!(list(scratch).is_err(), "a foreign file named like a backup is reported, not skipped");
+
+    // A member whose content does not match the manifest: re-packed with a changed database.
+    let tampered = scratch.join("plugwatch-backup-tampered.tar.zst");
+    {
+        let mut archive = tar::Archive::new(zstd::Decoder::new(std::fs::File::open(&backup.path).unwrap()).unwrap());
+        let out = zstd::Encoder::new(std::fs::File::create(&tampered).unwrap(), 3).unwrap();
+        let mut builder = tar::Builder::new(out);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().into_owned();
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+            if name.to_string_lossy().ends_with(".wasm") {
+                content[0] ^= 1;
+            }
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_cksum();
+            builder.append_data(&mut header, name, content.as_slice()).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+    }
+    let error = verify(&tampered, scratch).await.unwrap_err();
+    assert!(matches!(error, BackupError::Member { .. }), "{error}");
+    assert!(error.to_string().contains("the manifest says"), "{error}");
+
+    // The good one still verifies; a partial file is never listed.
+    std::fs::write(scratch.join(".plugwatch-backup-x.tar.zst.partial"), b"half").unwrap();
+    for f in [&truncated, &corrupt, &foreign, &tampered] {
+        std::fs::remove_file(f).unwrap();
+    }
+    verify(&backup.path, scratch).await.unwrap();
+    assert_eq!(list(scratch).unwrap().len(), 1);
+    store.close().await;
+}
