@@ -191,29 +191,66 @@ impl Headroom {
     }
 }
 
-impl LiveStats {
-    /// How much of `limits` this window used.
-    pub fn headroom(&self, limits: &plugwatch_model::Limits) -> Headroom {
-        let share = |used: f64, limit: f64| (limit > 0.0).then(|| used / limit);
-        let rejected = self.counts[plugwatch_model::Outcome::Rejected.index()] > 0;
-        let measured = self.requests > 0;
-        Headroom {
-            wall_time: self.p99.and_then(|p99| share(p99, limits.timeout.as_secs_f64())),
-            instructions: limits
-                .fuel
-                .filter(|_| self.instructions_max > 0)
-                .and_then(|fuel| share(self.instructions_max as f64, fuel as f64)),
-            memory: (self.memory_peak_bytes > 0)
-                .then(|| share(self.memory_peak_bytes as f64, limits.memory_bytes as f64))
-                .flatten(),
-            output: measured.then(|| share(self.output_bytes_max as f64, limits.max_output_bytes as f64)).flatten(),
-            concurrency: measured
-                .then(|| {
-                    let used = if rejected { limits.max_concurrency } else { self.concurrency_max };
-                    share(f64::from(used), f64::from(limits.max_concurrency))
-                })
-                .flatten(),
+/// One of a plugin's limits and the most a window used of it: what a headroom share is made of.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LimitUse {
+    /// `wall_time`, `instructions`, `memory`, `output` or `concurrency`.
+    pub limit: &'static str,
+    /// The limit (seconds, instructions, bytes, bytes, invocations); `None`: unlimited.
+    pub allowed: Option<f64>,
+    /// The most used (p99 wall seconds, most instructions, highest peak memory, largest output, most at
+    /// once — all of it when one was rejected); `None`: nothing measured it.
+    pub used: Option<f64>,
+}
+
+impl LimitUse {
+    /// `used / allowed`, when both are known and the limit is positive.
+    pub fn share(&self) -> Option<f64> {
+        match (self.used, self.allowed) {
+            (Some(used), Some(allowed)) if allowed > 0.0 => Some(used / allowed),
+            _ => None,
         }
+    }
+}
+
+/// What a window (`None`: no data at all) used of each of `limits`, in [`Headroom::shares`]' order.
+pub fn limit_uses(stats: Option<&LiveStats>, limits: &plugwatch_model::Limits) -> [LimitUse; 5] {
+    let measured = stats.filter(|s| s.requests > 0);
+    let nonzero = |v: u64| (v > 0).then_some(v as f64);
+    let concurrency = |s: &LiveStats| {
+        let rejected = s.counts[plugwatch_model::Outcome::Rejected.index()] > 0;
+        f64::from(if rejected { limits.max_concurrency } else { s.concurrency_max })
+    };
+    [
+        LimitUse { limit: "wall_time", allowed: Some(limits.timeout.as_secs_f64()), used: stats.and_then(|s| s.p99) },
+        LimitUse {
+            limit: "instructions",
+            allowed: limits.fuel.map(|f| f as f64),
+            used: stats.and_then(|s| nonzero(s.instructions_max)),
+        },
+        LimitUse {
+            limit: "memory",
+            allowed: Some(limits.memory_bytes as f64),
+            used: stats.and_then(|s| nonzero(s.memory_peak_bytes)),
+        },
+        LimitUse {
+            limit: "output",
+            allowed: Some(limits.max_output_bytes as f64),
+            used: measured.map(|s| s.output_bytes_max as f64),
+        },
+        LimitUse {
+            limit: "concurrency",
+            allowed: Some(f64::from(limits.max_concurrency)),
+            used: measured.map(concurrency),
+        },
+    ]
+}
+
+impl LiveStats {
+    /// How much of `limits` this window used, as shares ([`limit_uses`]).
+    pub fn headroom(&self, limits: &plugwatch_model::Limits) -> Headroom {
+        let [wall_time, instructions, memory, output, concurrency] = limit_uses(Some(self), limits).map(|u| u.share());
+        Headroom { wall_time, instructions, memory, output, concurrency }
     }
 }
 

@@ -889,29 +889,16 @@ pub async fn headroom(
         .plugin_window(&name, SystemTime::now(), Duration::from_secs(u64::from(window_secs)))
         .into_iter()
         .find(|s| s.version == active.version.version);
+    let uses = plugwatch_telemetry::limit_uses(stats.as_ref(), limits);
     let shares = stats.as_ref().map(|s| s.headroom(limits)).unwrap_or_default();
-    let used =
-        |f: fn(&plugwatch_telemetry::LiveStats) -> Option<f64>| stats.as_ref().filter(|s| s.requests > 0).and_then(f);
-    let rows = [
-        ("wall_time", Some(limits.timeout.as_secs_f64()), used(|s| s.p99), shares.wall_time),
-        ("instructions", limits.fuel.map(|f| f as f64), used(|s| Some(s.instructions_max as f64)), shares.instructions),
-        ("memory", Some(limits.memory_bytes as f64), used(|s| Some(s.memory_peak_bytes as f64)), shares.memory),
-        ("output", Some(limits.max_output_bytes as f64), used(|s| Some(s.output_bytes_max as f64)), shares.output),
-        (
-            "concurrency",
-            Some(f64::from(limits.max_concurrency)),
-            used(|s| Some(f64::from(s.concurrency_max))),
-            shares.concurrency,
-        ),
-    ];
     Ok(Json(HeadroomDto {
         plugin: name,
         version: active.version.version.clone(),
         window_secs,
         requests: stats.as_ref().map_or(0, |s| s.requests),
-        limits: rows
+        limits: uses
             .into_iter()
-            .map(|(limit, allowed, used, share)| LimitUse { limit, allowed, used, share })
+            .map(|u| LimitUse { limit: u.limit, allowed: u.allowed, used: u.used, share: u.share() })
             .collect(),
         max_share: shares.max(),
     }))
