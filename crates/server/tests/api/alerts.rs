@@ -408,18 +408,6 @@ async fn a_failing_receiver_is_retried_and_a_pending_notification_survives_a_res
     server.stop().await;
 }
 
-/// The first server-sent event of a stream, within 10 s.
-async fn first_event(response: reqwest::Response) -> String {
-    use futures::StreamExt;
-    let mut body = response.bytes_stream();
-    let mut text = String::new();
-    while !text.contains("\n\n") {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next()).await.expect("an event within 10 s");
-        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-    }
-    text
-}
-
 #[tokio::test]
 async fn no_configured_secret_is_in_any_response() {
     let receiver = Receiver::start().await;
@@ -465,7 +453,8 @@ async fn no_configured_secret_is_in_any_response() {
         let response = server.client.get(server.url(&path)).send().await.unwrap();
         let text = if path.starts_with("/api/v1/live") {
             // A stream that does not end: its first event.
-            first_event(response).await
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            EventStream::new(response).next(deadline, "an event within 10 s").await.expect("an event")
         } else {
             response.text().await.unwrap()
         };

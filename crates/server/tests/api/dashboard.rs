@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::Value;
 
 use crate::support::*;
@@ -61,20 +60,14 @@ async fn the_live_stream_sends_the_rows_a_page_asks_for_at_once_and_every_five_s
     let response = server.client.get(server.url("/api/v1/live?plugins=shown,absent")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let mut body = response.bytes_stream();
-    let mut text = String::new();
+    let mut stream = EventStream::new(response);
     let mut events: Vec<Value> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while events.len() < 2 {
-        let chunk =
-            tokio::time::timeout_at(deadline, body.next()).await.expect("two events within 15 s").unwrap().unwrap();
-        text.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = text.find("\n\n") {
-            let event: String = text.drain(..end + 2).collect();
-            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
-                assert!(event.contains("event: update"), "{event}");
-                events.push(serde_json::from_str(data).unwrap());
-            }
+        let event = stream.next(deadline, "two events within 15 s").await.expect("the stream goes on");
+        if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+            assert!(event.contains("event: update"), "{event}");
+            events.push(serde_json::from_str(data).unwrap());
         }
     }
     let first = &events[0];
@@ -86,9 +79,8 @@ async fn the_live_stream_sends_the_rows_a_page_asks_for_at_once_and_every_five_s
     let mut server = server;
     let started = std::time::Instant::now();
     let stopping = server.signal_stop();
-    let ended =
-        tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(_)) = body.next().await {} }).await;
-    assert!(ended.is_ok(), "the live stream did not end at shutdown");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while stream.next(deadline, "the live stream did not end at shutdown").await.is_some() {}
     stopping.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(8), "shutdown waited for the stream: {:?}", started.elapsed());
 }

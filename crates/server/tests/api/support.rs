@@ -213,3 +213,30 @@ impl TestServer {
         client_with_token(&token_for(&self.access, &username, password, role).await)
     }
 }
+
+/// A server-sent-events response read one event at a time.
+pub struct EventStream {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>>,
+    text: String,
+}
+
+impl EventStream {
+    pub fn new(response: reqwest::Response) -> EventStream {
+        EventStream { body: Box::pin(response.bytes_stream()), text: String::new() }
+    }
+
+    /// The next event (its lines, with the blank line that ends it) before `deadline`; `None` when the
+    /// stream ended. Panics, saying `what`, when the deadline passes first.
+    pub async fn next(&mut self, deadline: tokio::time::Instant, what: &str) -> Option<String> {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                return Some(self.text.drain(..end + 2).collect());
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await.unwrap_or_else(|_| panic!("{what}")) {
+                Some(Ok(chunk)) => self.text.push_str(&String::from_utf8_lossy(&chunk)),
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
