@@ -11,6 +11,8 @@
 //!   (part of `test`); screenshots in `target/browser`.
 //! - `cargo xtask bench-http`: HTTP load with `wrk`: plugwatch's invoke endpoint against a bare axum echo,
 //!   idle and loaded RSS, and the overview endpoint with 1,000 plugins (release build, loopback only).
+//! - `cargo xtask bench-dashboard`: the dashboard's figures on a server with 1,000 plugins (overview API,
+//!   Chromium's time to the table drawn, bytes loaded, server CPU with 0, 1 and 10 live pages).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
