@@ -1,9 +1,11 @@
 //! Backups of a real data directory: taken while writes go on, complete archives only, each member and
 //! the database checked; corrupted, truncated and foreign files refused with the reason.
 
-use plugwatch_backup::{BackupError, create, inspect, list, verify};
+use plugwatch_backup::{BackupError, Reason, create, inspect, list, verify};
 use plugwatch_model::Limits;
 use plugwatch_store::{Artifacts, FailurePolicy, NewVersion, Store};
+
+mod support;
 
 async fn version(store: &Store, artifacts: &Artifacts, plugin: &str, n: usize) -> String {
     let component = format!("component {plugin} {n}").into_bytes();
@@ -45,7 +47,8 @@ async fn a_backup_taken_while_writes_go_on_is_complete_and_verifies() {
             }
         })
     };
-    let backup = create(&store, &data.path().join("artifacts"), backups.path()).await.unwrap();
+    let backup = create(&store, &data.path().join("artifacts"), backups.path(), Reason::Manual, &[]).await.unwrap();
+    let backup_path = backups.path().join(&backup.id);
     writer.await.unwrap();
     assert!(backup.id.starts_with("plugwatch-backup-") && backup.id.ends_with(".tar.zst"), "{}", backup.id);
     let names: Vec<&str> = backup.manifest.members.iter().map(|m| m.name.as_str()).collect();
@@ -57,9 +60,9 @@ async fn a_backup_taken_while_writes_go_on_is_complete_and_verifies() {
     assert_eq!(backup.manifest.schema_version, store.schema_version().await.unwrap());
     assert!(backup.manifest.secret_key_id.is_some(), "the key the secrets need is named");
 
-    let verified = verify(&backup.path, backups.path()).await.unwrap();
+    let verified = verify(&backup_path, backups.path()).await.unwrap();
     assert_eq!(verified.members, backup.manifest.members.len());
-    assert_eq!(inspect(&backup.path).unwrap(), backup.manifest);
+    assert_eq!(inspect(&backup_path).unwrap(), backup.manifest);
     let listed = list(backups.path()).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, backup.id);
@@ -79,8 +82,9 @@ async fn damaged_and_foreign_archives_are_refused_with_the_reason() {
     let store = Store::open(data.path()).await.unwrap();
     let artifacts = Artifacts::new(data.path()).unwrap();
     version(&store, &artifacts, "promo", 0).await;
-    let backup = create(&store, &data.path().join("artifacts"), backups.path()).await.unwrap();
-    let bytes = std::fs::read(&backup.path).unwrap();
+    let backup = create(&store, &data.path().join("artifacts"), backups.path(), Reason::Manual, &[]).await.unwrap();
+    let backup_path = backups.path().join(&backup.id);
+    let bytes = std::fs::read(&backup_path).unwrap();
     let scratch = backups.path();
 
     let truncated = scratch.join("plugwatch-backup-truncated.tar.zst");
@@ -100,27 +104,9 @@ async fn damaged_and_foreign_archives_are_refused_with_the_reason() {
     assert!(matches!(inspect(&foreign), Err(BackupError::NotABackup { .. })));
     assert!(list(scratch).is_err(), "a foreign file named like a backup is reported, not skipped");
 
-    // A member whose content does not match the manifest: re-packed with a changed database.
+    // A member whose content does not match the manifest.
     let tampered = scratch.join("plugwatch-backup-tampered.tar.zst");
-    {
-        let mut archive = tar::Archive::new(zstd::Decoder::new(std::fs::File::open(&backup.path).unwrap()).unwrap());
-        let out = zstd::Encoder::new(std::fs::File::create(&tampered).unwrap(), 3).unwrap();
-        let mut builder = tar::Builder::new(out);
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let name = entry.path().unwrap().into_owned();
-            let mut content = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
-            if name.to_string_lossy().ends_with(".wasm") {
-                content[0] ^= 1;
-            }
-            let mut header = tar::Header::new_gnu();
-            header.set_size(content.len() as u64);
-            header.set_cksum();
-            builder.append_data(&mut header, name, content.as_slice()).unwrap();
-        }
-        builder.into_inner().unwrap().finish().unwrap();
-    }
+    support::repack(&backup_path, &tampered, |_| {}, true);
     let error = verify(&tampered, scratch).await.unwrap_err();
     assert!(matches!(error, BackupError::Member { .. }), "{error}");
     assert!(error.to_string().contains("the manifest says"), "{error}");
@@ -130,7 +116,7 @@ async fn damaged_and_foreign_archives_are_refused_with_the_reason() {
     for f in [&truncated, &corrupt, &foreign, &tampered] {
         std::fs::remove_file(f).unwrap();
     }
-    verify(&backup.path, scratch).await.unwrap();
+    verify(&backup_path, scratch).await.unwrap();
     assert_eq!(list(scratch).unwrap().len(), 1);
     store.close().await;
 }

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Pool, Sqlite};
+use sqlx::{Connection as _, Pool, Sqlite};
 
 pub use access::{
     ADMIN_ROLE, AttemptKey, AuditFilter, AuditRow, Guarded, NewAuditRow, NewTokenRecord, SessionRecord, TokenRecord,
@@ -31,7 +31,7 @@ pub use artifacts::Artifacts;
 pub use model::*;
 pub use retention::{PruneReport, Retention};
 pub use secrets::{KEY_FILE, KeyOrigin, KeySource, Rotated, SecretBox, SecretError, SecretKey, SecretValue};
-pub use snapshot::check_database_file;
+pub use snapshot::{SnapshotInfo, check_database_file, describe_snapshot, latest_schema_version};
 pub use telemetry::{HostPoint, StoredRollup};
 
 /// Everything that can go wrong in the store.
@@ -104,9 +104,11 @@ impl Store {
         let stored = if db.exists() {
             let wal = std::fs::metadata(data_dir.join("plugwatch.db-wal")).is_ok_and(|m| m.len() > 0);
             let read_only = SqliteConnectOptions::new().filename(&db).read_only(true).immutable(!wal);
-            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(read_only).await?;
-            let stored = secrets::stored_key_ids(&pool).await;
-            pool.close().await;
+            // One connection, not a pool: closing it is done when `close` returns (a pool returns a used
+            // connection from a spawned task, which its `close` can miss, leaving the WAL files behind).
+            let mut conn = sqlx::SqliteConnection::connect_with(&read_only).await?;
+            let stored = secrets::stored_key_ids(&mut conn).await;
+            conn.close().await?;
             stored?
         } else {
             Default::default()
@@ -114,7 +116,7 @@ impl Store {
         let keyring = secrets::keyring(&stored, data_dir, keys)?;
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let opened = async {
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            snapshot::MIGRATOR.run(&pool).await?;
             let store = Store { pool: pool.clone(), series: Default::default(), keyring: keyring.into() };
             let sealed = store.seal_clear_rows().await?;
             if sealed > 0 {
@@ -147,7 +149,15 @@ impl Store {
     /// Copies the WAL into the database file (so a stopped data directory is one self-contained file, as
     /// a backup wants), waits for in-flight work and closes every connection.
     pub async fn close(&self) {
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+        // On a connection of its own, closed here: a connection dropped back into the pool is returned by a
+        // spawned task, and `Pool::close` can finish before that task has closed it (the WAL files then
+        // outlive `close`, and a restore or a byte-for-byte check races them).
+        let checkpoint = async {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
+            conn.close().await
+        };
+        if let Err(error) = checkpoint.await {
             tracing::warn!(message = "The database could not be checkpointed on close.", %error);
         }
         self.pool.close().await;

@@ -28,7 +28,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
-use sqlx::{Acquire, Connection, Pool, Sqlite};
+use sqlx::{Acquire, Connection};
 use zeroize::Zeroizing;
 
 use crate::{Result, Store};
@@ -428,12 +428,12 @@ pub(crate) fn keyring(stored: &BTreeSet<String>, data_dir: &Path, source: KeySou
 }
 
 /// The ids of the keys that sealed the stored values.
-pub(crate) async fn stored_key_ids(pool: &Pool<Sqlite>) -> Result<BTreeSet<String>> {
+pub(crate) async fn stored_key_ids(conn: &mut sqlx::SqliteConnection) -> Result<BTreeSet<String>> {
     let mut ids = BTreeSet::new();
     // Before the migrations: a new or older database has no sealed column yet, so nothing sealed.
     let (sealed_columns,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM pragma_table_info('plugin_config') WHERE name = 'sealed'")
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
     if sealed_columns == 0 {
         return Ok(ids);
@@ -441,12 +441,12 @@ pub(crate) async fn stored_key_ids(pool: &Pool<Sqlite>) -> Result<BTreeSet<Strin
     for column in SEALED_COLUMNS {
         let (tables,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1")
             .bind(column.table)
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
         if tables == 0 {
             continue;
         }
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(column.select).bind(true).fetch_all(pool).await?;
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(column.select).bind(true).fetch_all(&mut *conn).await?;
         for (_, context, value) in rows {
             let (id, _) =
                 split_sealed(&value).ok_or(SecretError::Malformed { context, reason: "no `pw1:<key id>:` prefix" })?;
