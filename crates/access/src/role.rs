@@ -27,7 +27,7 @@ pub enum Permission {
     Read,
     /// Invoke plugins and dispatch hooks.
     Invoke,
-    /// Upload, enable, disable, activate, roll back and delete plugins; alerts; backups.
+    /// Upload, enable, disable, activate, roll back and delete plugins; alerts.
     Operate,
     /// Create, change and delete users; see and revoke anyone's tokens.
     ManageUsers,
@@ -35,6 +35,9 @@ pub enum Permission {
     ManageServiceTokens,
     /// Read the audit log.
     ReadAudit,
+    /// Take, list, download, delete and restore backups (an archive holds every user, token hash and
+    /// sealed secret, and a restore replaces them).
+    ManageBackups,
 }
 
 impl Role {
@@ -94,13 +97,14 @@ impl FromStr for Role {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::Read,
         Permission::Invoke,
         Permission::Operate,
         Permission::ManageUsers,
         Permission::ManageServiceTokens,
         Permission::ReadAudit,
+        Permission::ManageBackups,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +115,7 @@ impl Permission {
             Permission::ManageUsers => "manage_users",
             Permission::ManageServiceTokens => "manage_service_tokens",
             Permission::ReadAudit => "read_audit",
+            Permission::ManageBackups => "manage_backups",
         }
     }
 }

@@ -24,7 +24,7 @@ fn sha256_hex(s: &str) -> String {
 fn roles_grant_the_documented_permissions() {
     use Permission::*;
     let table = [
-        (Role::Admin, [Read, Invoke, Operate, ManageUsers, ManageServiceTokens, ReadAudit].as_slice()),
+        (Role::Admin, [Read, Invoke, Operate, ManageUsers, ManageServiceTokens, ReadAudit, ManageBackups].as_slice()),
         (Role::Operator, [Read, Invoke, Operate].as_slice()),
         (Role::Viewer, [Read].as_slice()),
         (Role::Invoker, [Invoke].as_slice()),

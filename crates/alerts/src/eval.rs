@@ -42,6 +42,8 @@ pub struct Inputs<'a> {
     /// Each window's stats, by window length in seconds.
     pub windows: &'a HashMap<u32, Window>,
     pub host: Option<&'a HostSample>,
+    /// Scheduled backups failed in a row (`None`: backups are not scheduled).
+    pub backup_failures: Option<u32>,
 }
 
 /// One window's stats, by plugin, then version.
@@ -63,6 +65,9 @@ pub const HOST_SAMPLE_MAX_AGE: Duration = Duration::from_secs(60);
 /// of every enabled plugin whose name matches, and any other version of those plugins with requests in the
 /// window (a rollout in progress; without its own limits, its headroom is no data).
 pub fn measure(spec: &RuleSpec, pattern: Option<&Pattern>, inputs: &Inputs<'_>) -> Vec<(SeriesKey, Option<f64>)> {
+    if spec.metric == Metric::BackupFailures {
+        return vec![(SeriesKey::default(), inputs.backup_failures.map(f64::from))];
+    }
     if spec.metric.scope() == plugwatch_model::alerts::Scope::Host {
         let fresh = inputs.host.filter(|h| inputs.now.duration_since(h.at).unwrap_or_default() <= HOST_SAMPLE_MAX_AGE);
         return vec![(SeriesKey::default(), fresh.and_then(|h| host_value(spec.metric, h)))];
@@ -141,7 +146,7 @@ pub fn plugin_value(
         Metric::Idle => {
             stats.and_then(|s| s.last_invocation).map(|at| now.duration_since(at).unwrap_or_default().as_secs_f64())
         }
-        Metric::HostCpu | Metric::HostMemory | Metric::HostDisk => None,
+        Metric::HostCpu | Metric::HostMemory | Metric::HostDisk | Metric::BackupFailures => None,
     }
 }
 

@@ -28,12 +28,18 @@ use tokio::sync::{Mutex, Notify, watch};
 
 pub use channels::{SendError, SettingError};
 pub use eval::PluginTarget;
-pub use rules::{FieldError, default_rules};
+pub use rules::{FieldError, backup_rules, default_rules};
 
 /// The plugins to evaluate, from whoever knows them (the registry): the active version of every enabled
 /// plugin, with its limits.
 pub trait Inventory: Send + Sync + 'static {
     fn targets(&self) -> Vec<PluginTarget>;
+
+    /// Scheduled backups that failed in a row (`None`: backups are not scheduled), for
+    /// [`Metric::BackupFailures`](plugwatch_model::alerts::Metric::BackupFailures).
+    fn backup_failures(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// How alerting runs.
@@ -160,7 +166,9 @@ impl Alerts {
         config: AlertsConfig,
     ) -> Result<Alerts> {
         let now = SystemTime::now();
-        let installed = store.install_default_rules(&default_rules(), now).await?;
+        // Each set once per database, so that a set added by a later version reaches existing databases.
+        let mut installed = store.install_default_rules("defaults_installed", &default_rules(), now).await?;
+        installed += store.install_default_rules("defaults_installed_backup", &backup_rules(), now).await?;
         if installed > 0 {
             tracing::info!(message = "Default alert rules installed.", rules = installed);
         }
@@ -457,7 +465,13 @@ impl Alerts {
             }
         }
         let host = self.inner.telemetry.latest_host();
-        let inputs = eval::Inputs { now, targets: &targets, windows: &windows, host: host.as_ref() };
+        let inputs = eval::Inputs {
+            now,
+            targets: &targets,
+            windows: &windows,
+            host: host.as_ref(),
+            backup_failures: self.inner.inventory.backup_failures(),
+        };
 
         let mut state = self.inner.state.lock().await;
         let mut report = CycleReport { rules: 0, ..CycleReport::default() };

@@ -224,6 +224,29 @@ impl Pattern {
     }
 }
 
+/// The rule that tells when scheduled backups fail: installed once per database, like the defaults.
+pub fn backup_rules() -> Vec<RuleSpec> {
+    vec![RuleSpec {
+        name: "Scheduled backup failed".to_owned(),
+        enabled: true,
+        scope: Scope::Host,
+        plugins: String::new(),
+        metric: Metric::BackupFailures,
+        outcomes: Vec::new(),
+        limit: None,
+        window_secs: 60,
+        comparison: Comparison::Above,
+        threshold: 0.0,
+        for_secs: 0,
+        keep_firing_for_secs: 0,
+        no_data: NoData::Ok,
+        severity: Severity::Critical,
+        labels: BTreeMap::new(),
+        summary: "{{value}} scheduled backups failed in a row: see the backup page and the server log".to_owned(),
+        runbook: String::new(),
+    }]
+}
+
 /// The rules a new database starts with: enabled, editable, and installed only once (a deleted one stays
 /// deleted).
 pub fn default_rules() -> Vec<RuleSpec> {

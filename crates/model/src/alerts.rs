@@ -92,6 +92,9 @@ named_enum! {
         HostMemory = "host_memory",
         /// The data directory's disk in use (0 to 1).
         HostDisk = "host_disk",
+        /// Scheduled backups that failed in a row (zero once one succeeds; no data when backups are not
+        /// scheduled).
+        BackupFailures = "backup_failures",
     }
 }
 
@@ -99,7 +102,7 @@ impl Metric {
     /// The scope the metric belongs to.
     pub fn scope(self) -> Scope {
         match self {
-            Metric::HostCpu | Metric::HostMemory | Metric::HostDisk => Scope::Host,
+            Metric::HostCpu | Metric::HostMemory | Metric::HostDisk | Metric::BackupFailures => Scope::Host,
             _ => Scope::Plugins,
         }
     }
@@ -110,7 +113,7 @@ impl Metric {
         match self {
             Metric::LatencyP50 | Metric::LatencyP95 | Metric::LatencyP99 | Metric::CpuTime | Metric::Idle => "seconds",
             Metric::ErrorRate | Metric::Headroom | Metric::HostCpu | Metric::HostMemory | Metric::HostDisk => "ratio",
-            Metric::Timeouts | Metric::Rejected => "count",
+            Metric::Timeouts | Metric::Rejected | Metric::BackupFailures => "count",
             Metric::Throughput => "per_second",
             Metric::Instructions => "instructions",
             Metric::MemoryPeak => "bytes",

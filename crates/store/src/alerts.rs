@@ -132,19 +132,18 @@ impl Store {
         rows.iter().map(|row| rule_from_row(row, labels.remove(&row.try_get("id")?).unwrap_or_default())).collect()
     }
 
-    /// Inserts `specs` as builtin rules, once per database: if `alert_meta.defaults_installed` is absent, in
+    /// Inserts `specs` as builtin rules, once per database and `set`: if `alert_meta.<set>` is absent, in
     /// one transaction insert them (skipping a name that exists) and set the flag; returns how many were
     /// inserted (0 on later calls, even if the user deleted them).
-    pub async fn install_default_rules(&self, specs: &[RuleSpec], now: SystemTime) -> Result<usize> {
+    pub async fn install_default_rules(&self, set: &str, specs: &[RuleSpec], now: SystemTime) -> Result<usize> {
         let now = unix(now);
         let mut tx = self.pool.begin().await?;
         // Setting the flag is the first statement: it takes the write lock and says whether this is the first time.
-        let flagged = sqlx::query(
-            "INSERT INTO alert_meta (key, value) VALUES ('defaults_installed', $1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(now.to_string())
-        .execute(&mut *tx)
-        .await?;
+        let flagged = sqlx::query("INSERT INTO alert_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(set)
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await?;
         if flagged.rows_affected() == 0 {
             return Ok(0);
         }

@@ -269,15 +269,23 @@ async fn default_rules_are_installed_once_per_database() {
     let store = Store::open(dir.path()).await.unwrap();
     store.create_rule(&rule_spec("mine"), false, at(10)).await.unwrap();
     let defaults = [rule_spec("mine"), rule_spec("latency"), rule_spec("errors")];
-    assert_eq!(store.install_default_rules(&defaults, at(20)).await.unwrap(), 2, "an existing name is skipped");
+    assert_eq!(
+        store.install_default_rules("defaults_installed", &defaults, at(20)).await.unwrap(),
+        2,
+        "an existing name is skipped"
+    );
     let rules = store.rules().await.unwrap();
     let names: Vec<_> = rules.iter().map(|r| (r.spec.name.as_str(), r.builtin)).collect();
     assert_eq!(names, vec![("mine", false), ("latency", true), ("errors", true)]);
-    assert_eq!(store.install_default_rules(&defaults, at(30)).await.unwrap(), 0);
+    assert_eq!(store.install_default_rules("defaults_installed", &defaults, at(30)).await.unwrap(), 0);
     store.delete_rule(rules[1].id).await.unwrap();
     store.close().await;
     let store = Store::open(dir.path()).await.unwrap();
-    assert_eq!(store.install_default_rules(&defaults, at(40)).await.unwrap(), 0, "a deleted default stays deleted");
+    assert_eq!(
+        store.install_default_rules("defaults_installed", &defaults, at(40)).await.unwrap(),
+        0,
+        "a deleted default stays deleted"
+    );
     assert_eq!(store.rules().await.unwrap().len(), 2);
 }
 

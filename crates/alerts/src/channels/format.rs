@@ -27,6 +27,7 @@ pub fn metric_label(metric: Metric) -> &'static str {
         Metric::HostCpu => "host CPU",
         Metric::HostMemory => "host memory",
         Metric::HostDisk => "data disk",
+        Metric::BackupFailures => "failed scheduled backups",
     }
 }
 
