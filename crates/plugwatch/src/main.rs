@@ -22,6 +22,7 @@ enum Command {
     Run(commands::run::Run),
     User(commands::user::UserCommand),
     Secrets(commands::secrets::SecretsCommand),
+    Backup(commands::backup::BackupCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +39,10 @@ fn main() -> ExitCode {
             cmd.run()
         }
         Command::Secrets(cmd) => {
+            logging::init_quiet();
+            cmd.run()
+        }
+        Command::Backup(cmd) => {
             logging::init_quiet();
             cmd.run()
         }

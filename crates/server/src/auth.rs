@@ -101,6 +101,14 @@ pub static RULES: &[Rule] = &[
     rule(Method::DELETE, "/api/v1/alerts/channels/{id}", Allowed(Operate), Some("alert.channel.delete")),
     rule(Method::POST, "/api/v1/alerts/channels/{id}/test", Allowed(Operate), Some("alert.channel.test")),
     rule(Method::GET, "/api/v1/alerts/channels/{id}/deliveries", Allowed(Read), None),
+    rule(Method::GET, "/api/v1/backups", Allowed(ManageBackups), None),
+    rule(Method::POST, "/api/v1/backups", Allowed(ManageBackups), Some("backup.create")),
+    rule(Method::GET, "/api/v1/backups/{id}", Allowed(ManageBackups), None),
+    rule(Method::DELETE, "/api/v1/backups/{id}", Allowed(ManageBackups), Some("backup.delete")),
+    rule(Method::POST, "/api/v1/backups/{id}/verify", Allowed(ManageBackups), Some("backup.verify")),
+    rule(Method::GET, "/api/v1/backups/{id}/download", Allowed(ManageBackups), Some("backup.download")),
+    // Audited by the handler, into the restored database (an entry in the replaced one would be lost).
+    rule(Method::POST, "/api/v1/backups/{id}/restore", Allowed(ManageBackups), None),
 ];
 
 /// The rule for a route, by method and path template.
@@ -119,6 +127,7 @@ pub fn requirement_name(requirement: Requirement) -> &'static str {
         Allowed(ManageUsers) => "manage_users",
         Allowed(ManageServiceTokens) => "manage_service_tokens",
         Allowed(ReadAudit) => "read_audit",
+        Allowed(ManageBackups) => "manage_backups",
     }
 }
 

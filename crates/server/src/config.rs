@@ -42,6 +42,8 @@ pub struct ServeConfig {
     /// notifications [default: `http://<listen>`].
     pub public_url: Option<String>,
     pub alerts: AlertSettings,
+    /// Scheduled backups, retention and where archives go.
+    pub backup: plugwatch_backup::BackupConfig,
 }
 
 /// Alert evaluation and notification delivery.
@@ -120,6 +122,7 @@ impl Default for ServeConfig {
             access: AccessSettings::default(),
             public_url: None,
             alerts: AlertSettings::default(),
+            backup: plugwatch_backup::BackupConfig::default(),
         }
     }
 }
@@ -310,6 +313,7 @@ impl RetentionSettings {
 impl ServeConfig {
     /// Refuses values that cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
+        self.backup.validate()?;
         let t = &self.telemetry;
         for (name, value) in [
             ("telemetry.flush_interval_secs", t.flush_interval_secs),

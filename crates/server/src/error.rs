@@ -66,6 +66,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The message the caller is given.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -176,6 +181,27 @@ impl From<plugwatch_alerts::AlertsError> for ApiError {
             }
             E::Store(S::Conflict(message)) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             E::Store(error) => internal(&error),
+        }
+    }
+}
+
+impl From<plugwatch_backup::BackupError> for ApiError {
+    fn from(e: plugwatch_backup::BackupError) -> Self {
+        use StatusCode as S;
+        use plugwatch_backup::BackupError as E;
+        let message = e.to_string();
+        match e {
+            E::NotFound(_) => ApiError::new(S::NOT_FOUND, "unknown_backup", message),
+            // A backup that cannot be trusted or used: refused with the reason, nothing changed.
+            E::NotABackup { .. } | E::Member { .. } | E::Integrity { .. } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "backup_invalid", message)
+            }
+            E::Newer { .. } => ApiError::new(S::UNPROCESSABLE_ENTITY, "backup_too_new", message),
+            E::NoKey { .. } | E::Secret(_) | E::Store(plugwatch_store::StoreError::Secret(_)) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "backup_key", message)
+            }
+            E::RestorePending(_) | E::Locked(_) => ApiError::new(S::CONFLICT, "restore_pending", message),
+            E::Io(_) | E::Destination { .. } | E::Store(_) | E::S3(_) => internal(&message),
         }
     }
 }

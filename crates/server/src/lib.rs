@@ -49,6 +49,9 @@ pub struct Shared {
     pub registry: Registry,
     pub access: Access,
     pub alerts: Alerts,
+    pub backups: Arc<plugwatch_backup::Backups>,
+    /// Asks [`Server::run`] to stop and return [`Stopped::Restart`] (to finish a restore).
+    restart: tokio::sync::Notify,
     /// The dashboard's live feed.
     pub live: live::Hub,
     /// The OpenAPI document, as served.
@@ -56,6 +59,22 @@ pub struct Shared {
     pub config: ServeConfig,
     /// Every plugin to be loaded at startup is loaded (the server is ready once this is true).
     pub(crate) started: AtomicBool,
+}
+
+impl AppState {
+    /// Has the server stop as on shutdown, and its `run` return [`Stopped::Restart`].
+    pub fn request_restart(&self) {
+        self.restart.notify_one();
+    }
+}
+
+/// Why [`Server::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The shutdown signal came.
+    Shutdown,
+    /// A restore was committed: bind again (on the same address) to finish it.
+    Restart,
 }
 
 impl std::ops::Deref for AppState {
@@ -81,6 +100,8 @@ pub enum ServerError {
     Access(#[from] plugwatch_access::AccessError),
     #[error("alerting: {0}")]
     Alerts(#[from] plugwatch_alerts::AlertsError),
+    #[error("backups: {0}")]
+    Backup(#[from] plugwatch_backup::BackupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
@@ -154,6 +175,11 @@ impl Server {
     /// accumulating, and binds the listener.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServerError> {
         config.validate().map_err(ServerError::Config)?;
+        // A restore committed before the last stop (or a crash) is finished before the database opens.
+        if let Some(restored) = plugwatch_backup::recover(&config.data_dir)? {
+            tracing::warn!(message = "Restored a backup.", archive = %restored.archive, counts = ?restored.counts);
+        }
+        let backups = Arc::new(plugwatch_backup::Backups::open(&config.data_dir, config.backup.clone())?);
         let store = Store::open_with(&config.data_dir, config.key_source().map_err(ServerError::Config)?).await?;
         log_secret_key(&store);
         let artifacts = Artifacts::new(&config.data_dir)?;
@@ -176,7 +202,7 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let inventory = Arc::new(tasks::Inventory(registry.clone()));
+        let inventory = Arc::new(tasks::Inventory { registry: registry.clone(), backups: backups.clone() });
         let bound = listener.local_addr()?;
         let alerts = Alerts::open(store, telemetry, inventory, config.alerts_config(bound)).await?;
         let (_, openapi) = routes(&config);
@@ -185,6 +211,8 @@ impl Server {
             registry,
             access,
             alerts,
+            backups,
+            restart: tokio::sync::Notify::new(),
             live: live::Hub::default(),
             openapi,
             config,
@@ -204,7 +232,7 @@ impl Server {
     /// Serves until `shutdown` resolves, loading the plugins meanwhile; then stops accepting, lets in-flight
     /// requests finish (up to `drain_timeout_secs`), stops the background tasks (abandoning a load still in
     /// progress) and flushes telemetry. Connections are served under the `[http]` limits (see `serve`).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Stopped, ServerError> {
         let Server { listener, state } = self;
         let (stop_tasks, stopped) = tokio::sync::watch::channel(false);
         let tasks = tasks::spawn(&state, stopped);
@@ -217,12 +245,26 @@ impl Server {
             // Live streams never end by themselves: end them, so that draining does not wait for them.
             live.live.close();
         };
+        let restarting = Arc::new(AtomicBool::new(false));
+        let stop = {
+            let (state, restarting) = (state.clone(), restarting.clone());
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = state.restart.notified() => {
+                        tracing::info!(message = "Restarting in place to finish a restore.");
+                        restarting.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }
+        };
         let result =
-            serve::serve(listener, app(state.clone()), &state.config.http, shutdown, on_shutdown, drain_timeout).await;
+            serve::serve(listener, app(state.clone()), &state.config.http, stop, on_shutdown, drain_timeout).await;
         let _ = stop_tasks.send(true);
         tasks::join(tasks, &state).await;
         state.registry.store().close().await;
-        result.map_err(ServerError::Io)
+        result.map_err(ServerError::Io)?;
+        Ok(if restarting.load(std::sync::atomic::Ordering::SeqCst) { Stopped::Restart } else { Stopped::Shutdown })
     }
 }
 

@@ -1,12 +1,13 @@
 //! Background tasks, each stopping on the one shutdown signal: startup (loading the plugins, then with
 //! `--demo` installing the examples and driving synthetic traffic), the telemetry flush, the host sampler,
-//! retention, and alerting (evaluation and notification delivery). On shutdown the flush runs once more and writes everything telemetry still holds,
+//! retention, scheduled backups, and alerting (evaluation and notification delivery). On shutdown the flush runs once more and writes everything telemetry still holds,
 //! including the open bucket. A load still in progress is abandoned, not awaited: its compile may go on on
 //! a blocking thread until the process exits, and writes nothing but an atomically created cache file.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use plugwatch_access::{AuditEntry, AuditResult, Principal};
 use plugwatch_telemetry::HostSampler;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,6 +27,9 @@ pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> Tasks {
         tokio::spawn(crate::live::run(state.clone(), stop.clone())),
     ];
     let mut handles = handles;
+    if state.config.backup.enabled {
+        handles.push(tokio::spawn(backup_loop(state.clone(), stop.clone())));
+    }
     if state.config.alerts.enabled {
         handles.push(tokio::spawn(state.alerts.clone().run(stop)));
     }
@@ -106,6 +110,38 @@ async fn host_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Takes the scheduled backups (the first `first_after_secs` after a start with none yet; then one
+/// interval after the newest, so that the schedule survives restarts), applies retention and audits each.
+async fn backup_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let first = SystemTime::now() + Duration::from_secs(state.config.backup.first_after_secs);
+    loop {
+        let due = state.backups.next_due(first).await;
+        let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+        if !tick(&mut stop, wait).await {
+            break;
+        }
+        let result = state.backups.scheduled(state.registry.store(), SystemTime::now()).await;
+        let (result, target, detail) = match &result {
+            Ok(info) => (AuditResult::Ok, info.id.clone(), format!("{} bytes", info.size)),
+            Err(error) => {
+                tracing::error!(message = "The scheduled backup failed.", %error);
+                (AuditResult::Failed, String::new(), error.to_string())
+            }
+        };
+        let entry = AuditEntry {
+            actor: Some(Principal::system()),
+            action: "backup.scheduled".to_owned(),
+            target,
+            source: None,
+            result,
+            detail: Some(detail),
+        };
+        if let Err(error) = state.access.record(entry).await {
+            tracing::error!(message = "Cannot write to the audit log.", %error);
+        }
+    }
+}
+
 async fn prune_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_secs(state.config.telemetry.prune_interval_secs);
     let retention = state.config.telemetry.retention.retention();
@@ -129,12 +165,16 @@ async fn prune_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// The plugins alerting evaluates: the active version of every enabled plugin, from the registry's snapshot.
-pub struct Inventory(pub plugwatch_registry::Registry);
+/// What alerting evaluates: the active version of every enabled plugin, from the registry's snapshot,
+/// and the state of the backup schedule.
+pub struct Inventory {
+    pub registry: plugwatch_registry::Registry,
+    pub backups: std::sync::Arc<plugwatch_backup::Backups>,
+}
 
 impl plugwatch_alerts::Inventory for Inventory {
     fn targets(&self) -> Vec<plugwatch_alerts::PluginTarget> {
-        self.0
+        self.registry
             .plugins()
             .iter()
             .filter(|entry| entry.record.enabled)
@@ -147,5 +187,9 @@ impl plugwatch_alerts::Inventory for Inventory {
                 })
             })
             .collect()
+    }
+
+    fn backup_failures(&self) -> Option<u32> {
+        self.backups.config().enabled.then(|| self.backups.status().consecutive_failures)
     }
 }

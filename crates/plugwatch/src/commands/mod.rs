@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod backup;
 pub mod run;
 pub mod secrets;
 pub mod serve;

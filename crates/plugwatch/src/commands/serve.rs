@@ -24,6 +24,8 @@ const ENV_KEYS: &[&str] = &[
     "runtime",
     "telemetry",
     "access",
+    "alerts",
+    "backup",
 ];
 
 /// The admin password of a `--demo` server, unless `PLUGWATCH_ADMIN_PASSWORD` says otherwise. Documented in
@@ -102,17 +104,36 @@ impl Serve {
             // Listen for the signals before anything else, so one sent during startup is not the default
             // (an exit without the shutdown flush) and is not lost.
             let shutdown = shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?;
-            let server = Server::bind(config.clone()).await?;
-            tracing::info!(
-                message = "plugwatch is listening.",
-                flush_interval_secs = config.telemetry.flush_interval_secs,
-                address = %format!("http://{}", server.local_addr()),
-                dashboard = %format!("http://{}/plugin-monitoring", server.local_addr()),
-                data_dir = %config.data_dir.display(),
-                demo = config.demo,
-                plugins = server.state().registry.plugins().len(),
-            );
-            server.run(shutdown).await?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            });
+            // Held for as long as this process serves: a restore from the command line is refused meanwhile.
+            let _lock = plugwatch_backup::lock(&config.data_dir)?;
+            let mut config = config.clone();
+            loop {
+                let server = Server::bind(config.clone()).await?;
+                // A restart (to finish a restore) listens where this start did.
+                config.listen = server.local_addr();
+                tracing::info!(
+                    message = "plugwatch is listening.",
+                    flush_interval_secs = config.telemetry.flush_interval_secs,
+                    address = %format!("http://{}", server.local_addr()),
+                    dashboard = %format!("http://{}/plugin-monitoring", server.local_addr()),
+                    data_dir = %config.data_dir.display(),
+                    demo = config.demo,
+                    plugins = server.state().registry.plugins().len(),
+                );
+                let mut stopped = stopped.clone();
+                let signal = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                match server.run(signal).await? {
+                    plugwatch_server::Stopped::Restart => continue,
+                    plugwatch_server::Stopped::Shutdown => break,
+                }
+            }
             tracing::info!(message = "plugwatch stopped.");
             Ok::<_, anyhow::Error>(())
         });

@@ -112,6 +112,7 @@ const routes = [
   [/^\/alerts$/, () => alertsPage()],
   [/^\/audit$/, () => auditPage()],
   [/^\/users$/, () => usersPage()],
+  [/^\/backups$/, () => backupsPage()],
 ];
 
 async function route() {
@@ -429,7 +430,7 @@ function uploadForm(name, active) {
 
 // ---- Alerts -------------------------------------------------------------------------------------------
 
-const METRICS = ["error_rate", "latency_p50", "latency_p95", "latency_p99", "timeouts", "rejected", "throughput", "cpu_time", "instructions", "memory_peak", "headroom", "idle", "host_cpu", "host_memory", "host_disk"];
+const METRICS = ["error_rate", "latency_p50", "latency_p95", "latency_p99", "timeouts", "rejected", "throughput", "cpu_time", "instructions", "memory_peak", "headroom", "idle", "host_cpu", "host_memory", "host_disk", "backup_failures"];
 
 function table(id, headers, rows) {
   return h("div", { class: "table-wrap" }, h("table", { id }, h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)));
@@ -564,6 +565,70 @@ async function usersPage() {
     tokenForm);
 }
 
+async function backupsPage() {
+  const main = document.getElementById("main");
+  const list = await api("/api/v1/backups");
+  const s = list.schedule;
+  const notice = h("div", { id: "backup-notice", role: "status", "aria-live": "polite" });
+  const say = (text, cls = "notice") => notice.replaceChildren(h("p", { class: cls }, text));
+  const busy = (button, text) => { button.disabled = true; button.textContent = text; };
+  const take = h("button", { type: "button", class: "primary", id: "take-backup", onclick: async () => {
+    busy(take, "Taking a backup…");
+    try {
+      const b = await api("/api/v1/backups", { method: "POST" });
+      await backupsPage();
+      say(`Backup ${b.id} taken: ${fmt.bytes(b.size_bytes)}.`);
+    } catch (e) { say(e.message, "error"); take.disabled = false; take.textContent = "Back up now"; }
+  } }, "Back up now");
+  const schedule = h("dl", { class: "facts", id: "backup-schedule" },
+    h("dt", {}, "Destination"), h("dd", {}, list.destination),
+    h("dt", {}, "Schedule"), h("dd", {}, s.enabled ? `every ${fmt.num(s.interval_secs / 3600, 1)} h; keeps the newest ${s.keep_last} and every one younger than ${s.keep_days} days` : "off (on demand only)"),
+    h("dt", {}, "Next"), h("dd", {}, s.enabled ? fmt.time(s.next_due_at) : "–"),
+    h("dt", {}, "Last success"), h("dd", {}, fmt.time(s.last_success_at)),
+    h("dt", {}, "Last failure"), h("dd", { class: s.consecutive_failures ? "error" : "" }, s.last_failure_at ? `${fmt.time(s.last_failure_at)}: ${s.last_error ?? ""} (${s.consecutive_failures} in a row)` : "–"));
+  const rows = list.backups.map((b) => {
+    const verify = h("button", { type: "button", "data-action": "verify", onclick: async () => {
+      busy(verify, "Verifying…");
+      try { const v = await api(`/api/v1/backups/${encodeURIComponent(b.id)}/verify`, { method: "POST" }); say(`${b.id}: every checksum of its ${v.members} members matches; the database passes its integrity check.`); }
+      catch (e) { say(`${b.id}: ${e.message}`, "error"); }
+      verify.disabled = false; verify.textContent = "Verify";
+    } }, "Verify");
+    const restore = h("button", { type: "button", "data-action": "restore", onclick: async () => {
+      if (!window.confirm(`Restore ${b.id}? The current state is backed up first, then replaced; plugwatch restarts.`)) return;
+      busy(restore, "Restoring…");
+      try {
+        const r = await api(`/api/v1/backups/${encodeURIComponent(b.id)}/restore`, { method: "POST" });
+        const counts = Object.entries(r.counts).map(([k, v]) => `${v} ${k.replace(/_/g, " ")}`).join(", ");
+        say(`Restored ${r.restored_from} (${counts}). The state it replaced is in ${r.safety_backup}. plugwatch is restarting…`);
+        await waitForRestart();
+        window.location.reload();
+      } catch (e) { say(`${b.id}: ${e.message}`, "error"); restore.disabled = false; restore.textContent = "Restore"; }
+    } }, "Restore");
+    const remove = h("button", { type: "button", "data-action": "delete", onclick: async () => {
+      if (!window.confirm(`Delete ${b.id}? This cannot be undone.`)) return;
+      try { await api(`/api/v1/backups/${encodeURIComponent(b.id)}`, { method: "DELETE" }); await backupsPage(); say(`Deleted ${b.id}.`); }
+      catch (e) { say(`${b.id}: ${e.message}`, "error"); }
+    } }, "Delete");
+    const download = h("a", { href: `/api/v1/backups/${encodeURIComponent(b.id)}/download`, download: b.id }, "Download");
+    const holds = `${b.counts.plugins ?? 0} plugins, ${b.counts.plugin_versions ?? 0} versions, ${b.counts.users ?? 0} users, ${b.counts.alert_rules ?? 0} rules, ${b.counts.audit_entries ?? 0} audit entries`;
+    return h("tr", { dataset: { id: b.id } }, h("td", {}, fmt.time(b.created_at)), h("td", {}, b.reason.replace("_", "-")), h("td", { class: "num" }, fmt.bytes(b.size_bytes)),
+      h("td", {}, `${b.product_version} / ${b.schema_version}`), h("td", { class: "wrap" }, holds), h("td", { class: "actions" }, verify, download, restore, remove));
+  });
+  const problem = list.problem ? h("p", { class: "error", role: "alert", id: "backup-problem" }, `The destination cannot be listed: ${list.problem}`) : null;
+  main.replaceChildren(setTitle("Backups"), h("section", { class: "panel" }, schedule, take), problem, notice,
+    list.backups.length ? table("backups", ["Taken", "Why", "Size", "Version / schema", "Holds", ""], rows) : h("p", { class: "muted", id: "no-backups" }, "No backup yet."));
+}
+
+/** Waits until the server answers again after a restart (a restore swaps the data in while it is down). */
+async function waitForRestart() {
+  const deadline = Date.now() + 120000;
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  while (Date.now() < deadline) {
+    try { if ((await fetch("/readyz")).ok) return; } catch (e) { /* still restarting */ }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
 // ---- Start --------------------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", async () => {
@@ -573,7 +638,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     return;
   }
   document.getElementById("whoami").textContent = `${state.me.name} (${state.me.role})`;
-  for (const a of document.querySelectorAll("nav a[data-nav=audit], nav a[data-nav=users]")) a.hidden = !can("admin");
+  for (const a of document.querySelectorAll("nav a[data-nav=audit], nav a[data-nav=users], nav a[data-nav=backups]")) a.hidden = !can("admin");
   document.getElementById("sign-out").addEventListener("click", async () => {
     try { await api("/api/v1/auth/logout", { method: "POST" }); } catch (e) { /* signed out either way */ }
     window.location.assign("/login");

@@ -56,7 +56,8 @@ pub struct RuleBody {
     /// `latency_p50`, `latency_p95`, `latency_p99` (seconds), `error_rate` (0–1), `timeouts`, `rejected`
     /// (counts in the window), `throughput` (requests/s), `cpu_time` (s per invocation), `instructions` (per
     /// invocation), `memory_peak` (bytes), `headroom` (share of a limit), `idle` (seconds since the last
-    /// invocation); for scope `host`: `host_cpu`, `host_memory`, `host_disk` (0–1).
+    /// invocation); for scope `host`: `host_cpu`, `host_memory`, `host_disk` (0–1), `backup_failures`
+    /// (scheduled backups failed in a row).
     pub metric: String,
     /// For `error_rate`: the outcomes that count (default: every failing outcome).
     #[serde(default)]

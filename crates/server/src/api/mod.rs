@@ -3,6 +3,7 @@
 
 mod access;
 mod alerts;
+mod backups;
 mod hooks;
 mod plugins;
 mod telemetry;
@@ -27,7 +28,7 @@ use crate::dto::ErrorBody;
             Authenticate with `Authorization: Bearer <token>` or the session cookie from `POST /api/v1/auth/login` \
             (changes made with the cookie must send its `x-csrf-token`). Each operation's `x-required` says what it \
             needs: `public`, `authenticated`, or a permission — `read` (viewer, operator, admin), `invoke` (invoker, \
-            operator, admin), `operate` (operator, admin), `manage_users` and `read_audit` (admin)."
+            operator, admin), `operate` (operator, admin), `manage_users`, `read_audit` and `manage_backups` (admin)."
     ),
     modifiers(&Security),
     tags(
@@ -36,6 +37,7 @@ use crate::dto::ErrorBody;
         (name = "telemetry", description = "Series, run logs, overview, host"),
         (name = "access", description = "Sign-in, users, API tokens, audit log"),
         (name = "alerts", description = "Alert rules, alerts now, history, silences, notification channels"),
+        (name = "backups", description = "Backups: take, list, inspect, verify, download, delete, restore"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]
@@ -133,6 +135,11 @@ pub fn router(max_upload_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::get_channel, alerts::update_channel, alerts::delete_channel))
         .routes(routes!(alerts::test_channel))
         .routes(routes!(alerts::deliveries))
+        .routes(routes!(backups::list, backups::create))
+        .routes(routes!(backups::get, backups::delete))
+        .routes(routes!(backups::verify))
+        .routes(routes!(backups::download))
+        .routes(routes!(backups::restore))
         .routes(routes!(hooks::list))
         .routes(routes!(hooks::fire))
         .routes(routes!(access::login))

@@ -18,6 +18,7 @@ fn allows(required: &str, role: Role) -> bool {
         "manage_users" => Permission::ManageUsers,
         "manage_service_tokens" => Permission::ManageServiceTokens,
         "read_audit" => Permission::ReadAudit,
+        "manage_backups" => Permission::ManageBackups,
         other => panic!("unknown requirement {other}"),
     };
     role.allows(permission)

@@ -5,6 +5,7 @@ mod support;
 
 mod access;
 mod alerts;
+mod backups;
 mod connections;
 mod dashboard;
 mod errors;
