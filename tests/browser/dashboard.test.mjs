@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-import { assert, failedResource, signIn, test } from "./lib.mjs";
+import { assert, call, failedResource, signIn, test } from "./lib.mjs";
 
 const DASHBOARD = "/plugin-monitoring";
 const fixtures = process.env.PLUGWATCH_FIXTURES || "";
@@ -14,17 +14,6 @@ async function open(t, path = "") {
   await t.page.goto(t.url(`${DASHBOARD}${path}`));
   await signIn(t.page);
   await t.page.waitForURL((u) => u.pathname.startsWith(DASHBOARD));
-}
-
-/** A JSON API call from the page's session (cookie and CSRF token). */
-async function call(page, method, path, body) {
-  return page.evaluate(async ({ method, path, body }) => {
-    const me = await (await fetch("/api/v1/auth/me")).json();
-    const headers = { "x-csrf-token": me.csrf_token || "" };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    return { status: r.status, body: await r.text() };
-  }, { method, path, body });
 }
 
 test("overview-lists-the-demo-plugins-and-updates-live", async (t) => {

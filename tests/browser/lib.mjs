@@ -12,8 +12,9 @@
 // Every wait is bounded: the context's default timeouts below, and the runner's per-test timeout.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
 export { assert };
@@ -230,4 +231,50 @@ function formatAxe(violations) {
       return `  [${v.impact}, ${v.colorScheme}] ${v.id}: ${v.help}\n    ${v.helpUrl}\n${nodes}${more}`;
     })
     .join("\n");
+}
+
+/** A JSON API call from the page's session (cookie and CSRF token). */
+export async function call(page, method, path, body) {
+  return page.evaluate(async ({ method, path, body }) => {
+    const me = await (await fetch("/api/v1/auth/me")).json();
+    const headers = { "x-csrf-token": me.csrf_token || "" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: r.status, body: await r.text() };
+  }, { method, path, body });
+}
+
+// ---- A server of a test's own ----
+
+/** A free loopback port. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+/** Starts `bin serve` on `port` over `dir` (admin password `password`, extra `env`) and waits (at most
+ * 60 s) until it answers /readyz. A test that needs a server of its own (to stop it, to restore into it). */
+export async function startServer(bin, port, dir, password, env = {}) {
+  const child = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dir], {
+    env: { ...process.env, PLUGWATCH_ADMIN_PASSWORD: password, PLUGWATCH_LOG: "warn", ...env },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return child;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) { child.kill("SIGKILL"); throw new Error("the server did not get ready in 60 s"); }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function stopServer(child) {
+  return new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGTERM"); });
 }

@@ -214,6 +214,27 @@ fn after_kill_9_at_most_one_flush_interval_of_telemetry_is_lost() {
     for i in 0..20 {
         invoke_echo(&server, i);
     }
+    // What is not telemetry is committed as it is made: none of it may be lost to a kill.
+    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+        let url = format!("{}{path}", server.addr);
+        let (status, text) =
+            http(&server.token, "POST", &url, Some(("application/json", body.to_string().into_bytes())));
+        assert!(status == 201 || status == 200, "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    post(
+        "/api/v1/users",
+        serde_json::json!({"username": "ops", "password": "an ops password 123", "role": "operator"}),
+    );
+    let rule = post(
+        "/api/v1/alerts/rules",
+        serde_json::json!({"name": "slow echo", "metric": "latency_p99", "threshold": 1.0}),
+    );
+    post(
+        "/api/v1/alerts/silences",
+        serde_json::json!({"rule_id": rule["id"], "duration_secs": 3600, "comment": "deploy"}),
+    );
+    let backup = take_backup(&server);
     // Two flush intervals pass, then the process dies without any chance to flush.
     std::thread::sleep(Duration::from_millis(2500));
     server.child.kill().unwrap();
@@ -221,6 +242,17 @@ fn after_kill_9_at_most_one_flush_interval_of_telemetry_is_lost() {
 
     let mut restarted = serve(&["--data-dir", data], &env);
     assert_eq!(series_requests(&restarted), 20, "everything flushed before the kill survived");
+    let get = |path: &str| -> String {
+        let (status, text) = http(&restarted.token, "GET", &format!("{}{path}", restarted.addr), None);
+        assert_eq!(status, 200, "{path}: {text}");
+        text
+    };
+    assert!(get("/api/v1/users").contains("\"ops\""), "the user");
+    assert!(get("/api/v1/alerts/rules").contains("slow echo"), "the rule");
+    assert!(get("/api/v1/alerts/silences").contains("deploy"), "the silence");
+    assert!(get("/api/v1/backups").contains(&backup), "the backup catalogue");
+    assert!(get("/api/v1/audit?action=user.create").contains("ops"), "the audit log");
+    assert!(get("/api/v1/plugins").contains("echo"), "the registry");
     invoke_echo(&restarted, 1);
     restarted.child.kill().unwrap();
     restarted.child.wait().unwrap();
@@ -499,4 +531,291 @@ fn secrets_rotate_re_encrypts_with_a_new_key_that_the_next_start_uses() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the configured key is"));
+}
+
+/// Runs a `plugwatch` command (not `serve`) and returns its output.
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_plugwatch")).args(args).env_remove("PLUGWATCH_LOG").output().unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The names of the plugins the server lists.
+fn plugin_names(server: &Running) -> Vec<String> {
+    let (status, body) = http(&server.token, "GET", &format!("{}/api/v1/plugins", server.addr), None);
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut names: Vec<String> =
+        body["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    names
+}
+
+fn take_backup(server: &Running) -> String {
+    let (status, body) = http(&server.token, "POST", &format!("{}/api/v1/backups", server.addr), None);
+    assert_eq!(status, 201, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    body["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_restore_through_the_api_restarts_in_place_and_the_cli_manages_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let env = [("PLUGWATCH_BACKUP__ENABLED", "false"), ("PLUGWATCH_TELEMETRY__FLUSH_INTERVAL_SECS", "1")];
+    let server = serve(&["--data-dir", data], &env);
+    upload_echo(&server);
+    for i in 0..3 {
+        invoke_echo(&server, i);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let id = take_backup(&server);
+    upload_prefixer(&server, "a-secret-value");
+    assert_eq!(plugin_names(&server), ["echo", "vault"]);
+
+    // The command line does not swap the database out from under the running server.
+    let refused = cli(&["backup", "restore", &id, "--data-dir", data]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("in use by a running plugwatch server"), "{}", text(&refused));
+
+    let (status, body) = http(&server.token, "POST", &format!("{}/api/v1/backups/{id}/restore", server.addr), None);
+    assert_eq!(status, 202, "{body}");
+    // It restarts in place, on the same address, with the backup's state.
+    server.wait_logged(&["Restarting in place to finish a restore."]);
+    server.wait_logged(&["Restored a backup."]);
+    server.wait_readyz("ready after the restore", |status, _| status == 200);
+    assert_eq!(plugin_names(&server), ["echo"]);
+    assert_eq!(series_requests(&server), 3, "the telemetry in the backup is back");
+    invoke_echo(&server, 9);
+    stop(server);
+
+    let listed = cli(&["backup", "list", "--data-dir", data]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let listed = text(&listed);
+    assert!(listed.contains(&id) && listed.contains("pre_restore"), "{listed}");
+    let verified = cli(&["backup", "verify", &id, "--data-dir", data]);
+    assert!(text(&verified).contains("OK"), "{}", text(&verified));
+    let inspected = cli(&["backup", "inspect", &id, "--data-dir", data]);
+    let manifest: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(manifest["counts"]["plugins"], 1);
+
+    // The archive file restores into a fresh directory that has the key.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::copy(dir.path().join("data/secret.key"), fresh.join("secret.key")).unwrap();
+    let archive = dir.path().join("data/backups").join(&id);
+    let fresh = fresh.to_str().unwrap();
+    let restored = cli(&["backup", "restore", archive.to_str().unwrap(), "--data-dir", fresh]);
+    assert!(restored.status.success(), "{}", text(&restored));
+    assert!(text(&restored).contains("1 plugins"), "{}", text(&restored));
+    let server = serve(&["--data-dir", fresh], &env);
+    assert_eq!(plugin_names(&server), ["echo"]);
+    invoke_echo(&server, 1);
+    stop(server);
+
+    let deleted = cli(&["backup", "delete", &id, "--data-dir", data]);
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    assert!(!text(&cli(&["backup", "list", "--data-dir", data])).contains(&id));
+    let missing = cli(&["backup", "verify", &id, "--data-dir", data]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing).contains("no backup"), "{}", text(&missing));
+}
+
+/// The echo component with `extra` bytes of noise in a custom section: large, and still a valid component.
+fn big_component(extra: usize) -> Vec<u8> {
+    let mut wasm = wat::parse_str(
+        TEMPLATE.replace("{extra}", "").replace("{body}", "(call $ok (local.get $input) (local.get $input_len))"),
+    )
+    .unwrap();
+    let name = b"plugwatch-test-noise";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    payload.extend((0..extra).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
+    wasm.push(0);
+    let mut size = payload.len() as u32;
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        wasm.push(if size == 0 { byte } else { byte | 0x80 });
+        if size == 0 {
+            break;
+        }
+    }
+    wasm.extend_from_slice(&payload);
+    wasm
+}
+
+fn upload_component(server: &Running, name: &str, wasm: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("c.wasm");
+    std::fs::write(&component, wasm).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("authorization: Bearer {}", server.token)])
+        .arg(format!("{}/api/v1/plugins", server.addr))
+        .args(["-F", &format!(r#"manifest={{"name":"{name}","version":"1.0.0"}};type=application/json"#)])
+        .args(["-F", &format!("component=@{};type=application/wasm", component.display())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.ends_with("201"), "{text}");
+}
+
+/// Copies a directory tree (`cp -a`).
+fn copy_dir(from: &Path, to: &Path) {
+    assert!(Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success());
+}
+
+/// Starts a command, kills it with SIGKILL after `after`, and waits for it.
+fn kill_after(args: &[&str], after: Duration) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    child.wait().unwrap();
+    !finished
+}
+
+/// What `serve` does before it opens a data directory (finish or clear an interrupted restore), then the
+/// names of its plugins, read with its key.
+fn plugins_after_recovery(data: &Path) -> Vec<String> {
+    plugwatch_backup::recover(data).unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio.block_on(async {
+        let store = plugwatch_store::Store::open(data).await.unwrap();
+        let mut names: Vec<String> = store.plugins().await.unwrap().into_iter().map(|p| p.name).collect();
+        names.sort();
+        store.close().await;
+        names
+    })
+}
+
+#[test]
+fn kill_9_during_a_backup_or_a_restore_leaves_a_whole_state_and_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("template");
+    let data = template.to_str().unwrap();
+    let env = [("PLUGWATCH_BACKUP__ENABLED", "false")];
+    // 40 MB of incompressible component: a backup and a restore take long enough to be killed half-way.
+    let server = serve(&["--data-dir", data], &env);
+    upload_echo(&server);
+    upload_component(&server, "big", &big_component(40 << 20));
+    let big = take_backup(&server);
+    let (status, body) = http(&server.token, "DELETE", &format!("{}/api/v1/plugins/big", server.addr), None);
+    assert_eq!(status, 204, "{body}");
+    stop(server);
+    let listed = |data: &str| -> Vec<String> {
+        let out = cli(&["backup", "list", "--data-dir", data]);
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out).lines().filter(|l| l.starts_with("plugwatch-backup-")).map(|l| l.to_owned()).collect()
+    };
+    assert_eq!(listed(data).len(), 1);
+
+    // Backups killed at one point after another: only complete archives are ever listed, and each verifies.
+    let mut interrupted = 0;
+    for ms in [5, 20, 50, 100, 200, 400, 800] {
+        let before = listed(data).len();
+        if kill_after(&["backup", "create", "--data-dir", data], Duration::from_millis(ms)) {
+            interrupted += 1;
+        }
+        let after = listed(data);
+        assert!(after.len() == before || after.len() == before + 1, "{after:?}");
+        let newest = after[0].split_whitespace().next().unwrap();
+        let verified = cli(&["backup", "verify", newest, "--data-dir", data]);
+        assert!(verified.status.success(), "{ms} ms: {}", text(&verified));
+    }
+    assert!(interrupted >= 2, "the kills landed while backups ran ({interrupted})");
+    // The next backup succeeds, and what the killed ones left is gone.
+    let created = cli(&["backup", "create", "--data-dir", data]);
+    assert!(created.status.success(), "{}", text(&created));
+    let leftovers: Vec<String> = std::fs::read_dir(template.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+
+    // Restores killed at one point after another: the directory is the old state or the new, never a mix.
+    let (old, new) = (vec!["echo".to_owned()], vec!["big".to_owned(), "echo".to_owned()]);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut interrupted_copy = None;
+    for ms in [5, 30, 80, 150, 250, 400, 700, 1500, 4000] {
+        let copy = dir.path().join(format!("restore-{ms}"));
+        copy_dir(&template, &copy);
+        let killed =
+            kill_after(&["backup", "restore", &big, "--data-dir", copy.to_str().unwrap()], Duration::from_millis(ms));
+        let names = plugins_after_recovery(&copy);
+        assert!(names == old || names == new, "{ms} ms: {names:?}");
+        seen.insert(names == new);
+        if killed && interrupted_copy.is_none() {
+            interrupted_copy = Some(copy);
+        }
+    }
+    assert_eq!(seen.len(), 2, "some kills came before the commit and some after");
+    // And the server starts on a directory whose restore was killed.
+    let copy = interrupted_copy.expect("at least one restore was killed");
+    let server = serve(&["--data-dir", copy.to_str().unwrap()], &env);
+    let names = plugin_names(&server);
+    assert!(names == old || names == new, "{names:?}");
+    invoke_echo(&server, 1);
+    stop(server);
+}
+
+/// The requests in `/series` at `step` seconds, summed.
+fn requests_at(server: &Running, step: u32) -> u64 {
+    let url = format!("{}/api/v1/plugins/echo/series?step={step}", server.addr);
+    let (status, body) = http(&server.token, "GET", &url, None);
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    body["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn sigterm_and_a_restart_inside_a_bucket_lose_no_telemetry_at_any_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let env = [("PLUGWATCH_BACKUP__ENABLED", "false")];
+    let mut server = serve(&["--data-dir", data], &env);
+    upload_echo(&server);
+    // Start early in a 10 s bucket, so that the stop and the restart both fall inside it.
+    loop {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        if secs % 10.0 < 1.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bucket = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 10;
+    for i in 0..4 {
+        invoke_echo(&server, i);
+    }
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let mut server = serve(&["--data-dir", data], &env);
+    for i in 0..3 {
+        invoke_echo(&server, i);
+    }
+    let same_bucket =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 10 == bucket;
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let server = serve(&["--data-dir", data], &env);
+    for step in [10, 60, 3600] {
+        assert_eq!(requests_at(&server, step), 7, "step {step} s (restart inside the bucket: {same_bucket})");
+    }
+    assert!(same_bucket, "the restart fell outside the bucket it was meant to be inside (a slow machine?)");
+    stop(server);
 }

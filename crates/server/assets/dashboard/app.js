@@ -570,7 +570,8 @@ async function backupsPage() {
   const list = await api("/api/v1/backups");
   const s = list.schedule;
   const notice = h("div", { id: "backup-notice", role: "status", "aria-live": "polite" });
-  const say = (text, cls = "notice") => notice.replaceChildren(h("p", { class: cls }, text));
+  // By id: after an action the page is drawn again, and the message belongs in the new one.
+  const say = (text, cls = "notice") => document.getElementById("backup-notice").replaceChildren(h("p", { class: cls }, text));
   const busy = (button, text) => { button.disabled = true; button.textContent = text; };
   const take = h("button", { type: "button", class: "primary", id: "take-backup", onclick: async () => {
     busy(take, "Taking a backup…");
@@ -615,8 +616,8 @@ async function backupsPage() {
       h("td", {}, `${b.product_version} / ${b.schema_version}`), h("td", { class: "wrap" }, holds), h("td", { class: "actions" }, verify, download, restore, remove));
   });
   const problem = list.problem ? h("p", { class: "error", role: "alert", id: "backup-problem" }, `The destination cannot be listed: ${list.problem}`) : null;
-  main.replaceChildren(setTitle("Backups"), h("section", { class: "panel" }, schedule, take), problem, notice,
-    list.backups.length ? table("backups", ["Taken", "Why", "Size", "Version / schema", "Holds", ""], rows) : h("p", { class: "muted", id: "no-backups" }, "No backup yet."));
+  main.replaceChildren(...[setTitle("Backups"), h("section", { class: "panel" }, schedule, take), problem, notice,
+    list.backups.length ? table("backups", ["Taken", "Why", "Size", "Version / schema", "Holds", "Actions"], rows) : h("p", { class: "muted", id: "no-backups" }, "No backup yet.")].filter(Boolean));
 }
 
 /** Waits until the server answers again after a restart (a restore swaps the data in while it is down). */

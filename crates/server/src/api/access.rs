@@ -166,7 +166,10 @@ pub async fn create_user(
     ApiJson(request): ApiJson<CreateUser>,
 ) -> Result<Response, ApiError> {
     let user = state.access.create_user(&request.username, request.role.into(), &request.password).await?;
-    Ok((StatusCode::CREATED, Json(UserDto::from(user))).into_response())
+    let target = auth::AuditTarget(user.username.clone());
+    let mut response = (StatusCode::CREATED, Json(UserDto::from(user))).into_response();
+    response.extensions_mut().insert(target);
+    Ok(response)
 }
 
 /// What to change about a user; omitted fields stay as they are.
