@@ -81,16 +81,28 @@ pub async fn create(
     .map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
-/// The archive name for `t`, with a counter when a backup of the same second exists.
+/// The archive name for `t`; within a second that has backups already, with a counter above theirs (so
+/// that names sort in the order they were taken, even after some of them were deleted).
 fn unused_id(dir: &Path, taken: &[String], t: SystemTime) -> String {
-    let stamp = stamp(t);
-    let mut id = format!("{PREFIX}{stamp}{SUFFIX}");
-    let mut n = 1;
-    while dir.join(&id).exists() || taken.contains(&id) {
-        id = format!("{PREFIX}{stamp}-{n}{SUFFIX}");
-        n += 1;
+    let first = format!("{PREFIX}{}", stamp(t));
+    let mut names: Vec<String> = taken.to_vec();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        // An archive still being written by another process counts under its final name.
+        let finished = |name: String| match name.strip_prefix('.').and_then(|n| n.strip_suffix(".partial")) {
+            Some(inner) => inner.rsplit_once('.').map_or(name.clone(), |(id, _pid)| id.to_owned()),
+            None => name,
+        };
+        names.extend(entries.filter_map(|e| e.ok()).map(|e| finished(e.file_name().to_string_lossy().into_owned())));
     }
-    id
+    let counters: Vec<u32> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(SUFFIX)?.strip_prefix(first.as_str()))
+        .map(|rest| rest.strip_prefix('-').and_then(|n| n.parse().ok()).unwrap_or(0))
+        .collect();
+    match counters.iter().max() {
+        None => format!("{first}{SUFFIX}"),
+        Some(n) => format!("{first}-{}{SUFFIX}", n + 1),
+    }
 }
 
 /// Removes what a backup that died part-way left in `dir` (its `.partial` file and work directory),

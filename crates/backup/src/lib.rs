@@ -98,9 +98,16 @@ fn dir_of(path: &std::path::Path) -> PathBuf {
     path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), std::path::Path::to_owned)
 }
 
-/// Newest first, the order every listing uses.
+/// Newest first, the order every listing uses: by creation time, then (within one second) by the counter
+/// that an id of the same second carries (`…Z-2.tar.zst` after `…Z-1.tar.zst` after `…Z.tar.zst`).
 fn newest_first(backups: &mut [BackupInfo]) {
-    backups.sort_by(|a, b| b.manifest.created_at.cmp(&a.manifest.created_at).then(b.id.cmp(&a.id)));
+    let counter = |id: &str| -> u32 {
+        let stem = id.strip_suffix(SUFFIX).unwrap_or(id);
+        stem.rsplit_once("Z-").and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+    };
+    backups.sort_by(|a, b| {
+        (b.manifest.created_at, counter(&b.id), &b.id).cmp(&(a.manifest.created_at, counter(&a.id), &a.id))
+    });
 }
 
 /// Why a backup could not be made, read, trusted or restored.
@@ -134,7 +141,9 @@ pub enum BackupError {
          PLUGWATCH_SECRET_KEY_FILE) before restoring"
     )]
     NoKey { key_id: String, key_file: PathBuf },
-    #[error("{0} is in use by a running plugwatch server: restore through its API or dashboard, or stop it first")]
+    #[error(
+        "{0} is in use by a running plugwatch server: stop it first (a restore can also go through its API or dashboard)"
+    )]
     Locked(PathBuf),
     #[error(
         "a restore into {0} is committed and not finished yet: start the server (or run the restore again) to finish it"

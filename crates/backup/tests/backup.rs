@@ -120,3 +120,36 @@ async fn damaged_and_foreign_archives_are_refused_with_the_reason() {
     assert_eq!(list(scratch).unwrap().len(), 1);
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_exactly_what_the_policy_says_and_the_schedule_survives_a_restart() {
+    use plugwatch_backup::{BackupConfig, Backups};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).await.unwrap();
+    let artifacts = Artifacts::new(data.path()).unwrap();
+    version(&store, &artifacts, "promo", 0).await;
+    let config = BackupConfig { keep_last: 2, keep_days: 0, interval_secs: 3600, ..BackupConfig::default() };
+    let backups = Backups::open(data.path(), config.clone()).unwrap();
+    let manual = backups.create(&store, Reason::Manual).await.unwrap();
+    let mut scheduled = Vec::new();
+    for _ in 0..4 {
+        scheduled.push(backups.scheduled(&store, SystemTime::now()).await.unwrap().id);
+    }
+    let mut left: Vec<String> = backups.list().await.unwrap().into_iter().map(|b| b.id).collect();
+    left.sort();
+    let mut expected = vec![manual.id.clone(), scheduled[2].clone(), scheduled[3].clone()];
+    expected.sort();
+    assert_eq!(left, expected, "the newest two scheduled ones, and the one taken on demand");
+    assert_eq!(backups.status().consecutive_failures, 0);
+    assert!(backups.status().last_success_at.is_some());
+
+    // A restart (a new `Backups` over the same destination) schedules one interval after the newest.
+    drop(backups);
+    let restarted = Backups::open(data.path(), config).unwrap();
+    let newest = restarted.get(&scheduled[3]).await.unwrap().manifest.created_at;
+    let first = SystemTime::now() + Duration::from_secs(60);
+    let due = restarted.next_due(first).await;
+    assert_eq!(due, UNIX_EPOCH + Duration::from_secs(newest + 3600));
+    store.close().await;
+}

@@ -51,6 +51,8 @@ async fn rotate(data_dir: Option<PathBuf>, config: Option<PathBuf>, new_key_file
     }
     let dir = &config.data_dir;
     anyhow::ensure!(dir.join("plugwatch.db").exists(), "{} holds no plugwatch database", dir.display());
+    // A running server keeps using the old key: refuse rather than leave it with secrets it cannot open.
+    let _lock = plugwatch_backup::lock(dir)?;
     let new = SecretKey::read_file(&new_key_file).context("cannot read the new key")?;
     // The data directory's key file is replaced by the new key once the secrets are re-encrypted.
     let (current, key_file) = match config.key_source().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))? {
