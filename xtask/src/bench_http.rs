@@ -21,7 +21,7 @@ const SERVE: &str = "127.0.0.1:18501";
 const ROUNDS: usize = 5;
 const ROUND_SECS: u32 = 5;
 const ADMIN_PASSWORD: &str = "bench-http admin password";
-const PAYLOAD: &str = r#"{"hook":"order.created","input":{"order_id":"ord-1001","customer_id":"cust-42","items":[{"sku":"bulgogi-bowl","quantity":2,"unit_price":12500},{"sku":"kimchi","quantity":1,"unit_price":3000}],"promo_code":"WELCOME10"}}"#;
+pub(crate) const PAYLOAD: &str = r#"{"hook":"order.created","input":{"order_id":"ord-1001","customer_id":"cust-42","items":[{"sku":"bulgogi-bowl","quantity":2,"unit_price":12500},{"sku":"kimchi","quantity":1,"unit_price":3000}],"promo_code":"WELCOME10"}}"#;
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
     which("wrk").context("wrk is needed (Debian: apt-get install wrk)")?;
@@ -71,13 +71,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let idle_rss = rss_kib(serve.0.id())?;
     let token = crate::server::admin_token(SERVE, ADMIN_PASSWORD, &work)?;
     write_script(&token)?;
-    let echo = root.join("crates/runtime/tests/fixtures/plugin.wat.in");
-    let wat = std::fs::read_to_string(echo)?
-        .replace("{extra}", "")
-        .replace("{body}", "(call $ok (local.get $input) (local.get $input_len))");
     let component = work.join("echo.wasm");
-    std::fs::write(&component, wat::parse_str(&wat).context("assembling the echo component")?)?;
-    upload(&component, "echo", &token)?;
+    std::fs::write(&component, echo_component(root)?)?;
+    upload(SERVE, &component, "echo", &token)?;
     let mut rounds = Vec::new();
     for _ in 0..ROUNDS {
         let bare_rps = wrk(&script, &format!("http://{BARE}/echo"))?;
@@ -88,7 +84,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let loaded_rss = rss_kib(serve.0.id())?;
 
     for i in 0..999 {
-        upload(&component, &format!("plugin-{i:03}"), &token)?;
+        upload(SERVE, &component, &format!("plugin-{i:03}"), &token)?;
     }
     let mut times: Vec<Duration> = (0..21)
         .map(|_| {
@@ -129,7 +125,16 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn which(tool: &str) -> anyhow::Result<()> {
+/// The echo plugin the loads invoke: the runtime's test fixture answering with its input.
+pub(crate) fn echo_component(root: &Path) -> anyhow::Result<Vec<u8>> {
+    let echo = root.join("crates/runtime/tests/fixtures/plugin.wat.in");
+    let wat = std::fs::read_to_string(echo)?
+        .replace("{extra}", "")
+        .replace("{body}", "(call $ok (local.get $input) (local.get $input_len))");
+    wat::parse_str(&wat).context("assembling the echo component")
+}
+
+pub(crate) fn which(tool: &str) -> anyhow::Result<()> {
     let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status()?;
     if !found.success() {
         bail!("`{tool}` not found");
@@ -137,7 +142,7 @@ fn which(tool: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn upload(component: &Path, name: &str, token: &str) -> anyhow::Result<()> {
+pub(crate) fn upload(addr: &str, component: &Path, name: &str, token: &str) -> anyhow::Result<()> {
     let out = Command::new("curl")
         .args(["-s", "-w", "%{http_code}", "-o", "/dev/null", "-H", &format!("authorization: Bearer {token}")])
         .args([
@@ -145,7 +150,7 @@ fn upload(component: &Path, name: &str, token: &str) -> anyhow::Result<()> {
             &format!(r#"manifest={{"name":"{name}","version":"1.0.0","hooks":[{{"hook":"order.created"}}]}}"#),
         ])
         .args(["-F", &format!("component=@{}", component.display())])
-        .arg(format!("http://{SERVE}/api/v1/plugins"))
+        .arg(format!("http://{addr}/api/v1/plugins"))
         .output()?;
     let code = String::from_utf8_lossy(&out.stdout);
     if code != "201" {

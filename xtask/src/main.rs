@@ -11,6 +11,9 @@
 //!   (part of `test`); screenshots in `target/browser`.
 //! - `cargo xtask bench-http`: HTTP load with `wrk`: plugwatch's invoke endpoint against a bare axum echo,
 //!   idle and loaded RSS, and the overview endpoint with 1,000 plugins (release build, loopback only).
+//! - `cargo xtask bench-backup`: what a backup costs a server with 30 days of 100 plugins' history: invoke
+//!   throughput and p99 with and without a backup running, archive size, backup time, CLI and in-place
+//!   restore times (release build, loopback only).
 //! - `cargo xtask bench-dashboard`: the dashboard's figures on a server with 1,000 plugins (overview API,
 //!   Chromium's time to the table drawn, bytes loaded, server CPU with 0, 1 and 10 live pages).
 
@@ -19,6 +22,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod bench_backup;
 mod bench_http;
 mod browser;
 mod schemathesis;
@@ -48,12 +52,13 @@ fn dispatch() -> anyhow::Result<()> {
         Some("tools") => tools(&root),
         Some("bench") => run(Command::new("cargo").args(["bench", "--workspace"]).args(&args[1..])),
         Some("bench-http") => bench_http::run(&root),
+        Some("bench-backup") => bench_backup::run(&root),
         Some("bench-dashboard") => browser::bench(&root),
         Some("schemathesis") => schemathesis::run(&root),
         Some("browser") => browser::run(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | bench-dashboard | schemathesis | browser>"
+                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | bench-backup | bench-dashboard | schemathesis | browser>"
             );
             std::process::exit(2);
         }
