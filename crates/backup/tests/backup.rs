@@ -153,3 +153,22 @@ async fn retention_deletes_exactly_what_the_policy_says_and_the_schedule_survive
     assert_eq!(due, UNIX_EPOCH + Duration::from_secs(newest + 3600));
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_changed_on_disk_fails_the_backup_and_leaves_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let backups = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).await.unwrap();
+    let artifacts = Artifacts::new(data.path()).unwrap();
+    let sha = version(&store, &artifacts, "promo", 0).await;
+    let file = data.path().join("artifacts").join(&sha[..2]).join(format!("{sha}.wasm"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    let error = create(&store, &data.path().join("artifacts"), backups.path(), Reason::Manual, &[]).await.unwrap_err();
+    assert!(matches!(error, BackupError::Member { .. }), "{error}");
+    assert!(error.to_string().contains("changed on disk") && error.to_string().contains(&sha), "{error}");
+    let left: Vec<_> = std::fs::read_dir(backups.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "no archive and no partial file: {left:?}");
+    store.close().await;
+}
