@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::bench_http::{PAYLOAD, echo_component, upload, which};
-use crate::server::{Killed, admin_token, wait_until_ok};
+use crate::server::{Killed, admin_token, json_field, json_number, wait_until_ok};
 
 const SERVE: &str = "127.0.0.1:18502";
 /// Rounds per condition (without, during), alternating, and how long each is loaded: as long as a backup
@@ -41,19 +41,7 @@ const BASES: &[&str] = &["promo-discount", "loyalty-points"];
 pub fn run(root: &Path) -> anyhow::Result<()> {
     which("wrk").context("wrk is needed (Debian: apt-get install wrk)")?;
     which("sqlite3").context("sqlite3 is needed (Debian: apt-get install sqlite3)")?;
-    // The same build as bench-http's, so that one build serves both.
-    crate::run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "-p",
-        "plugwatch",
-        "--bin",
-        "plugwatch",
-        "-p",
-        "plugwatch-server",
-        "--example",
-        "bare_echo",
-    ]))?;
+    crate::bench_http::build_release()?;
     crate::run(Command::new("cargo").args(["build", "--release", "-p", "plugwatch-backup", "--example", "history"]))?;
     let target = root.join("target/release");
     let plugwatch = target.join("plugwatch");
@@ -417,7 +405,7 @@ fn create_backup(token: &str) -> anyhow::Result<Backup> {
         bail!("POST /api/v1/backups answered {code}: {body}");
     }
     Ok(Backup {
-        id: json_string(&body, "id").context("no id in the backup")?,
+        id: json_field(&body, "id").context("no id in the backup")?,
         took,
         size_bytes: json_number(&body, "size_bytes").context("no size_bytes")?,
         database_bytes: json_number(&body, "database_bytes").context("no database_bytes")?,
@@ -447,18 +435,6 @@ fn list_backups(token: &str) -> anyhow::Result<Vec<String>> {
         rest = &rest[end..];
     }
     Ok(ids)
-}
-
-fn json_string(json: &str, key: &str) -> Option<String> {
-    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let end = json[start..].find('"')?;
-    Some(json[start..start + end].to_owned())
-}
-
-fn json_number(json: &str, key: &str) -> Option<u64> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits: String = json[start..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
 }
 
 /// After a restore was accepted: waits for `/readyz` to stop answering 200 (the server going down to swap

@@ -25,18 +25,7 @@ pub(crate) const PAYLOAD: &str = r#"{"hook":"order.created","input":{"order_id":
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
     which("wrk").context("wrk is needed (Debian: apt-get install wrk)")?;
-    crate::run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "-p",
-        "plugwatch",
-        "--bin",
-        "plugwatch",
-        "-p",
-        "plugwatch-server",
-        "--example",
-        "bare_echo",
-    ]))?;
+    build_release()?;
     let target = root.join("target/release");
     let work = root.join("target/bench-http");
     let _ = std::fs::remove_dir_all(&work);
@@ -126,6 +115,23 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
 }
 
 /// The echo plugin the loads invoke: the runtime's test fixture answering with its input.
+/// The release build the load benches run (`plugwatch` and the bare axum echo), one selection for all of
+/// them so that one build serves each.
+pub(crate) fn build_release() -> anyhow::Result<()> {
+    crate::run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "-p",
+        "plugwatch",
+        "--bin",
+        "plugwatch",
+        "-p",
+        "plugwatch-server",
+        "--example",
+        "bare_echo",
+    ]))
+}
+
 pub(crate) fn echo_component(root: &Path) -> anyhow::Result<Vec<u8>> {
     let echo = root.join("crates/runtime/tests/fixtures/plugin.wat.in");
     let wat = std::fs::read_to_string(echo)?

@@ -51,10 +51,17 @@ pub fn admin_token(addr: &str, password: &str, work: &Path) -> anyhow::Result<St
 }
 
 /// The string value of `"key":"…"` in a small JSON document (xtask carries no JSON parser).
-fn json_field(json: &str, key: &str) -> Option<String> {
+pub fn json_field(json: &str, key: &str) -> Option<String> {
     let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
     let end = json[start..].find('"')?;
     Some(json[start..start + end].to_owned())
+}
+
+/// The unsigned integer value of `"key":123` in a small JSON document.
+pub fn json_number(json: &str, key: &str) -> Option<u64> {
+    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = json[start..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// Waits until `url` answers 2xx (a readiness probe), polling for at most `timeout`.
