@@ -162,25 +162,27 @@ fn http(token: &str, method: &str, url: &str, body: Option<(&str, Vec<u8>)>) -> 
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
-fn upload_echo(server: &Running) {
-    let addr = &server.addr;
-    let wasm = wat::parse_str(
+/// A component that answers its input.
+fn echo_wasm() -> Vec<u8> {
+    wat::parse_str(
         TEMPLATE.replace("{extra}", "").replace("{body}", "(call $ok (local.get $input) (local.get $input_len))"),
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn upload_echo(server: &Running) {
+    upload(server, &serde_json::json!({"name": "echo", "version": "1.0.0"}), &echo_wasm());
+}
+
+/// Uploads a component with its manifest through the API; it must answer 201.
+fn upload(server: &Running, manifest: &serde_json::Value, wasm: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("echo.wasm");
+    let component = dir.path().join("component.wasm");
     std::fs::write(&component, wasm).unwrap();
     let out = Command::new("curl")
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            &format!("authorization: Bearer {}", server.token),
-            &format!("{addr}/api/v1/plugins"),
-        ])
-        .args(["-F", r#"manifest={"name":"echo","version":"1.0.0"};type=application/json"#])
+        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("authorization: Bearer {}", server.token)])
+        .arg(format!("{}/api/v1/plugins", server.addr))
+        .args(["-F", &format!("manifest={manifest};type=application/json")])
         .args(["-F", &format!("component=@{};type=application/wasm", component.display())])
         .output()
         .unwrap();
@@ -455,19 +457,8 @@ fn upload_prefixer(server: &Running, secret: &str) {
     let wasm =
         wat::parse_str(TEMPLATE.replace("{extra}", r#"(data (i32.const 100) "prefix")"#).replace("{body}", body))
             .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("prefixer.wasm");
-    std::fs::write(&component, wasm).unwrap();
     let manifest = serde_json::json!({"name": "vault", "version": "1.0.0", "secrets": {"prefix": secret}});
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("authorization: Bearer {}", server.token)])
-        .arg(format!("{}/api/v1/plugins", server.addr))
-        .args(["-F", &format!("manifest={manifest};type=application/json")])
-        .args(["-F", &format!("component=@{};type=application/wasm", component.display())])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.ends_with("201"), "{text}");
+    upload(server, &manifest, &wasm);
 }
 
 /// What the prefixer answers to the input `1`.
@@ -626,10 +617,7 @@ fn a_restore_through_the_api_restarts_in_place_and_the_cli_manages_backups() {
 
 /// The echo component with `extra` bytes of noise in a custom section: large, and still a valid component.
 fn big_component(extra: usize) -> Vec<u8> {
-    let mut wasm = wat::parse_str(
-        TEMPLATE.replace("{extra}", "").replace("{body}", "(call $ok (local.get $input) (local.get $input_len))"),
-    )
-    .unwrap();
+    let mut wasm = echo_wasm();
     let name = b"plugwatch-test-noise";
     let mut payload = vec![name.len() as u8];
     payload.extend_from_slice(name);
@@ -652,21 +640,6 @@ fn big_component(extra: usize) -> Vec<u8> {
     }
     wasm.extend_from_slice(&payload);
     wasm
-}
-
-fn upload_component(server: &Running, name: &str, wasm: &[u8]) {
-    let dir = tempfile::tempdir().unwrap();
-    let component = dir.path().join("c.wasm");
-    std::fs::write(&component, wasm).unwrap();
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-H", &format!("authorization: Bearer {}", server.token)])
-        .arg(format!("{}/api/v1/plugins", server.addr))
-        .args(["-F", &format!(r#"manifest={{"name":"{name}","version":"1.0.0"}};type=application/json"#)])
-        .args(["-F", &format!("component=@{};type=application/wasm", component.display())])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.ends_with("201"), "{text}");
 }
 
 /// Copies a directory tree (`cp -a`).
@@ -712,7 +685,7 @@ fn kill_9_during_a_backup_or_a_restore_leaves_a_whole_state_and_the_server_start
     // 40 MB of incompressible component: a backup and a restore take long enough to be killed half-way.
     let server = serve(&["--data-dir", data], &env);
     upload_echo(&server);
-    upload_component(&server, "big", &big_component(40 << 20));
+    upload(&server, &serde_json::json!({"name": "big", "version": "1.0.0"}), &big_component(40 << 20));
     let big = take_backup(&server);
     let (status, body) = http(&server.token, "DELETE", &format!("{}/api/v1/plugins/big", server.addr), None);
     assert_eq!(status, 204, "{body}");
