@@ -2,29 +2,10 @@
 //! the database checked; corrupted, truncated and foreign files refused with the reason.
 
 use plugwatch_backup::{BackupError, Reason, create, inspect, list, verify};
-use plugwatch_model::Limits;
-use plugwatch_store::{Artifacts, FailurePolicy, NewVersion, Store};
+use plugwatch_store::{Artifacts, Store};
+use support::version;
 
 mod support;
-
-async fn version(store: &Store, artifacts: &Artifacts, plugin: &str, n: usize) -> String {
-    let component = format!("component {plugin} {n}").into_bytes();
-    let sha256 = artifacts.put(&component).unwrap();
-    let v = NewVersion {
-        plugin: plugin.into(),
-        version: format!("1.0.{n}"),
-        sha256: sha256.clone(),
-        size: component.len() as u64,
-        description: None,
-        failure_policy: FailurePolicy::FailOpen,
-        limits: Limits::default(),
-        hooks: vec![],
-        config: Default::default(),
-        secrets: [("api_key".to_owned(), "s3cr3t-value".into())].into(),
-    };
-    store.insert_version(&v, true).await.unwrap();
-    sha256
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_writes_go_on_is_complete_and_verifies() {
@@ -34,7 +15,7 @@ async fn a_backup_taken_while_writes_go_on_is_complete_and_verifies() {
     let artifacts = Artifacts::new(data.path()).unwrap();
     let mut shas = Vec::new();
     for i in 0..5 {
-        shas.push(version(&store, &artifacts, &format!("plugin-{i}"), 0).await);
+        shas.push(version(&store, &artifacts, &format!("plugin-{i}"), 0, true).await);
     }
     // An orphan artifact (no version references it) is not carried.
     let orphan = artifacts.put(b"nobody uses this").unwrap();
@@ -43,7 +24,7 @@ async fn a_backup_taken_while_writes_go_on_is_complete_and_verifies() {
         let (store, artifacts) = (store.clone(), Artifacts::new(data.path()).unwrap());
         tokio::spawn(async move {
             for n in 1..40 {
-                version(&store, &artifacts, "busy", n).await;
+                version(&store, &artifacts, "busy", n, true).await;
             }
         })
     };
@@ -81,7 +62,7 @@ async fn damaged_and_foreign_archives_are_refused_with_the_reason() {
     let backups = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).await.unwrap();
     let artifacts = Artifacts::new(data.path()).unwrap();
-    version(&store, &artifacts, "promo", 0).await;
+    version(&store, &artifacts, "promo", 0, true).await;
     let backup = create(&store, &data.path().join("artifacts"), backups.path(), Reason::Manual, &[]).await.unwrap();
     let backup_path = backups.path().join(&backup.id);
     let bytes = std::fs::read(&backup_path).unwrap();
@@ -128,7 +109,7 @@ async fn retention_deletes_exactly_what_the_policy_says_and_the_schedule_survive
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).await.unwrap();
     let artifacts = Artifacts::new(data.path()).unwrap();
-    version(&store, &artifacts, "promo", 0).await;
+    version(&store, &artifacts, "promo", 0, true).await;
     let config = BackupConfig { keep_last: 2, keep_days: 0, interval_secs: 3600, ..BackupConfig::default() };
     let backups = Backups::open(data.path(), config.clone()).unwrap();
     let manual = backups.create(&store, Reason::Manual).await.unwrap();
@@ -160,7 +141,7 @@ async fn a_component_changed_on_disk_fails_the_backup_and_leaves_nothing() {
     let backups = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).await.unwrap();
     let artifacts = Artifacts::new(data.path()).unwrap();
-    let sha = version(&store, &artifacts, "promo", 0).await;
+    let sha = version(&store, &artifacts, "promo", 0, true).await;
     let file = data.path().join("artifacts").join(&sha[..2]).join(format!("{sha}.wasm"));
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[0] ^= 1;

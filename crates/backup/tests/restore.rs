@@ -9,32 +9,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use plugwatch_backup::{BackupConfig, BackupError, Backups, Manifest, Reason, recover, restore};
-use plugwatch_model::Limits;
-use plugwatch_store::{Artifacts, FailurePolicy, KEY_FILE, KeySource, NewVersion, SecretKey, Store};
+use plugwatch_store::{Artifacts, KEY_FILE, KeySource, SecretKey, Store};
 use sha2::Digest;
 use sqlx::Connection;
-use support::repack;
+use support::{repack, version};
 
 mod support;
-
-async fn version(store: &Store, artifacts: &Artifacts, plugin: &str, n: usize, activate: bool) -> String {
-    let component = format!("component {plugin} {n}").into_bytes();
-    let sha256 = artifacts.put(&component).unwrap();
-    let v = NewVersion {
-        plugin: plugin.into(),
-        version: format!("1.0.{n}"),
-        sha256: sha256.clone(),
-        size: component.len() as u64,
-        description: Some(format!("<b>{plugin}</b> release {n}")),
-        failure_policy: FailurePolicy::FailOpen,
-        limits: Limits::default(),
-        hooks: vec![],
-        config: [("region".to_owned(), format!("kr-{n}"))].into(),
-        secrets: [("api_key".to_owned(), format!("s3cr3t-{plugin}-{n}").as_str().into())].into(),
-    };
-    store.insert_version(&v, activate).await.unwrap();
-    sha256
-}
 
 fn no_audit(
     _: Store,

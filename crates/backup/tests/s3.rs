@@ -8,6 +8,8 @@ use plugwatch_backup::s3::{PART_SIZE, S3, S3Config, S3Error};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+mod support;
+
 /// How long a test waits for the server to start before it fails.
 const WAIT: Duration = Duration::from_secs(30);
 const KEY_ID: &str = "testing";
@@ -249,20 +251,7 @@ async fn data_dir() -> (tempfile::TempDir, plugwatch_store::Store) {
     let store = plugwatch_store::Store::open(dir.path()).await.unwrap();
     let artifacts = plugwatch_store::Artifacts::new(dir.path()).unwrap();
     for n in 0..2 {
-        let component = format!("component {n}").into_bytes();
-        let v = plugwatch_store::NewVersion {
-            plugin: "promo".into(),
-            version: format!("1.0.{n}"),
-            sha256: artifacts.put(&component).unwrap(),
-            size: component.len() as u64,
-            description: None,
-            failure_policy: plugwatch_store::FailurePolicy::FailOpen,
-            limits: plugwatch_model::Limits::default(),
-            hooks: vec![],
-            config: Default::default(),
-            secrets: [("api_key".to_owned(), "s3cr3t-value".into())].into(),
-        };
-        store.insert_version(&v, true).await.unwrap();
+        support::version(&store, &artifacts, "promo", n, true).await;
     }
     (dir, store)
 }
@@ -299,7 +288,7 @@ async fn backups_kept_in_s3_are_taken_listed_verified_restored_and_deleted() {
     plugwatch_backup::recover(dir.path()).unwrap();
     assert_eq!(restored.counts["plugin_versions"], 2);
     let store = plugwatch_store::Store::open(dir.path()).await.unwrap();
-    assert_eq!(store.version("promo", "1.0.1").await.unwrap().secrets["api_key"].expose(), "s3cr3t-value");
+    assert_eq!(store.version("promo", "1.0.1").await.unwrap().secrets["api_key"].expose(), "s3cr3t-promo-1");
     let safety = restored.safety_backup.unwrap();
     assert_eq!(backups.list().await.unwrap().len(), 2, "the safety backup went to S3 too");
 
