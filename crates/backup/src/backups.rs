@@ -190,7 +190,25 @@ impl Backups {
     /// One backup, by id.
     pub async fn get(&self, id: &str) -> Result<BackupInfo> {
         check_id(id)?;
-        self.list().await?.into_iter().find(|b| b.id == id).ok_or_else(|| BackupError::NotFound(id.to_owned()))
+        match &self.destination {
+            // One manifest read, not every archive's.
+            Destination::Local(dir) => {
+                let path = dir.join(id);
+                let size = match std::fs::metadata(&path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(BackupError::NotFound(id.to_owned()));
+                    }
+                    other => other?.len(),
+                };
+                let manifest = tokio::task::spawn_blocking(move || archive::inspect(&path))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))??;
+                Ok(BackupInfo { id: id.to_owned(), size, manifest })
+            }
+            Destination::S3 { .. } => {
+                self.list().await?.into_iter().find(|b| b.id == id).ok_or_else(|| BackupError::NotFound(id.to_owned()))
+            }
+        }
     }
 
     /// A local file holding the archive: the archive itself when local, else a download that is removed
