@@ -218,11 +218,6 @@ pub fn recover(data_dir: &Path) -> Result<Option<Restored>> {
     remove_staging(&staging)?;
     std::fs::remove_file(&marker)?;
     File::open(data_dir)?.sync_all()?;
-    tracing::info!(
-        message = "Finished restoring a backup.",
-        archive = %restored.archive,
-        safety_backup = restored.safety_backup.as_deref().unwrap_or("none"),
-    );
     Ok(Some(restored))
 }
 

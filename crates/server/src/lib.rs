@@ -177,7 +177,12 @@ impl Server {
         config.validate().map_err(ServerError::Config)?;
         // A restore committed before the last stop (or a crash) is finished before the database opens.
         if let Some(restored) = plugwatch_backup::recover(&config.data_dir)? {
-            tracing::warn!(message = "Restored a backup.", archive = %restored.archive, counts = ?restored.counts);
+            tracing::warn!(
+                message = "Restored a backup.",
+                archive = %restored.archive,
+                safety_backup = restored.safety_backup.as_deref().unwrap_or("none"),
+                counts = ?restored.counts,
+            );
         }
         let backups = Arc::new(plugwatch_backup::Backups::open(&config.data_dir, config.backup.clone())?);
         let store = Store::open_with(&config.data_dir, config.key_source().map_err(ServerError::Config)?).await?;
