@@ -25,20 +25,31 @@ pub async fn create(
     taken: &[String],
 ) -> Result<BackupInfo> {
     let destination = |source| BackupError::Destination { path: out_dir.to_owned(), source };
-    std::fs::create_dir_all(out_dir).map_err(destination)?;
+    // Only the directory itself, never its parents: a backup must not recreate a data directory that was
+    // deleted under the server (the default destination is `<data_dir>/backups`).
+    match std::fs::create_dir(out_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(destination(e)),
+        _ => {}
+    }
     let pid = std::process::id();
     let work = tempfile::Builder::new().prefix(&format!(".backup-{pid}-")).tempdir_in(out_dir).map_err(destination)?;
     let snapshot = work.path().join(DATABASE);
-    store.snapshot_to(&snapshot).await?;
-    // What the snapshot holds, from the snapshot: writes after it are not in it, nor their artifacts.
-    let plugwatch_store::SnapshotInfo { schema_version, counts, artifacts } =
-        plugwatch_store::describe_snapshot(&snapshot).await?;
-    let created = SystemTime::now();
     let key_id = store.secret_key_id();
+    let store = store.clone();
     let dir = artifacts_dir.to_owned();
     let out = out_dir.to_owned();
     let taken = taken.to_vec();
     background(move || -> Result<BackupInfo> {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writing_back = write_back_while(snapshot.clone(), done.clone());
+        let snapshotted = store.snapshot_to(&snapshot);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = writing_back.join();
+        snapshotted?;
+        let created = SystemTime::now();
+        // What the snapshot holds, from the snapshot: writes after it are not in it, nor their artifacts.
+        let plugwatch_store::SnapshotInfo { schema_version, counts, artifacts } =
+            plugwatch_store::describe_snapshot(&snapshot)?;
         // The database is hashed before it is written (the manifest comes first); an artifact is named by
         // its sha256, so its size and name go into the manifest and its content is checked as it is
         // written, in one pass over the (often large) components.
@@ -86,7 +97,7 @@ const ZSTD_LEVEL: i32 = 1;
 /// Writes the archive to `partial` and fsyncs it; returns its size. Every member's content is checked
 /// against the manifest as it is written.
 fn write_archive(partial: &Path, manifest: &Manifest, files: &[std::path::PathBuf]) -> Result<u64> {
-    let file = File::create(partial)?;
+    let file = WriteThrough { file: File::create(partial)?, written: 0, started: 0 };
     let encoder = zstd::Encoder::new(file, ZSTD_LEVEL)?;
     let mut tar = tar::Builder::new(encoder);
     let json = serde_json::to_vec_pretty(manifest).expect("a manifest serialises");
@@ -103,9 +114,88 @@ fn write_archive(partial: &Path, manifest: &Manifest, files: &[std::path::PathBu
             });
         }
     }
-    let file = tar.into_inner()?.finish()?;
+    let file = tar.into_inner()?.finish()?.file;
     file.sync_all()?;
     Ok(file.metadata()?.len())
+}
+
+/// How much of a file the backup writes back, and reads, at a time.
+const WINDOW: u64 = 8 << 20;
+
+/// A file written through from the writing thread, a window at a time: each window's write-back starts
+/// as soon as it is written (`sync_file_range`), the window before is waited for and dropped from the
+/// page cache. The backup thread, at idle priority, thereby does the write-back the kernel's flusher
+/// threads would otherwise do at normal priority, in bursts, competing with invocations; the archive
+/// holds at most two windows of dirty pages and evicts nothing the server caches.
+struct WriteThrough {
+    file: File,
+    written: u64,
+    /// Where the window being written began.
+    started: u64,
+}
+
+impl Write for WriteThrough {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WINDOW {
+            self.write_back();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl WriteThrough {
+    fn write_back(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = self.file.as_raw_fd();
+            let (start, len) = (self.started as libc::off64_t, (self.written - self.started) as libc::off64_t);
+            // SAFETY: plain syscalls on this file's own descriptor; failures only leave the work to the
+            // kernel's flusher threads, as without them.
+            unsafe {
+                libc::sync_file_range(fd, start, len, libc::SYNC_FILE_RANGE_WRITE);
+                if let Some(previous) = start.checked_sub(WINDOW as libc::off64_t).filter(|p| *p >= 0) {
+                    libc::sync_file_range(
+                        fd,
+                        previous,
+                        start - previous,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    );
+                    libc::posix_fadvise(fd, previous, start - previous, libc::POSIX_FADV_DONTNEED);
+                }
+            }
+        }
+        self.started = self.written;
+    }
+}
+
+/// While a snapshot is being written (by SQLite, which leaves write-back to the kernel), starts the
+/// write-back of what it has written so far every quarter second from a thread at idle priority, for the
+/// reason [`WriteThrough`] gives. Stops when `done` is set.
+fn write_back_while(
+    path: std::path::PathBuf,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        idle_priority();
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            #[cfg(target_os = "linux")]
+            if let Ok(file) = File::open(&path) {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a plain syscall on a descriptor this thread owns.
+                unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+            }
+        }
+    })
 }
 
 /// A reader that hashes what passes through it.
@@ -122,24 +212,42 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Runs `work` on a thread of its own at the lowest CPU priority (Linux's `nice` is per thread): hashing
-/// and compressing gigabytes must not take CPU from invocations, only what they leave. (Not tokio's
-/// blocking pool: its threads are reused, and would keep the priority.)
+/// Runs `work` on a thread of its own that gets only the CPU and disk time nothing else wants (Linux's
+/// `SCHED_IDLE` and idle I/O class, both per thread): snapshotting, hashing and compressing gigabytes must
+/// not take time from invocations, only what they leave. (Not tokio's blocking pool: its threads are
+/// reused, and would keep the policy.)
 async fn background<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("plugwatch-backup".into()).spawn(move || {
-        #[cfg(target_os = "linux")]
-        // SAFETY: setpriority on this thread's own id changes only this thread's niceness.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) } != 0 {
-            tracing::debug!(message = "Cannot lower the backup thread's priority.", error = %std::io::Error::last_os_error());
-        }
+        idle_priority();
         let _ = done.send(work());
     })?;
     result.await.map_err(|_| BackupError::Io(std::io::Error::other("the backup thread panicked")))?
 }
 
-/// The archive name for `t`; within a second that has backups already, with a counter above theirs (so
-/// that names sort in the order they were taken, even after some of them were deleted).
+/// Puts the calling thread in the idle CPU scheduling class (below every niceness) and the idle I/O
+/// class. Failing to is logged and harmless: the work then runs at normal priority.
+fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; the policy changes only its own scheduling.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+            tracing::debug!(message = "Cannot put the backup thread in the idle scheduling class.", error = %std::io::Error::last_os_error());
+        }
+        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+        const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+        const IOPRIO_CLASS_SHIFT: u32 = 13;
+        // SAFETY: ioprio_set on who 0 (the calling thread) changes only its own I/O priority.
+        if unsafe {
+            libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
+        } != 0
+        {
+            tracing::debug!(message = "Cannot put the backup thread in the idle I/O class.", error = %std::io::Error::last_os_error());
+        }
+    }
+}
+
 fn unused_id(dir: &Path, taken: &[String], t: SystemTime) -> String {
     let first = format!("{PREFIX}{}", stamp(t));
     let mut names: Vec<String> = taken.to_vec();
@@ -319,11 +427,14 @@ pub async fn extract(path: &Path, out_dir: &Path) -> Result<Verified> {
 
 async fn extract_checked(path: &Path, out_dir: &Path, artifacts: bool) -> Result<Verified> {
     let (owned, out) = (path.to_owned(), out_dir.to_owned());
-    let verified = background(move || unpack(&owned, &out, artifacts)).await?;
-    if let Err(problem) = plugwatch_store::check_database_file(&out_dir.join(DATABASE)).await? {
-        return Err(BackupError::Integrity { path: path.to_owned(), problem });
-    }
-    Ok(verified)
+    background(move || {
+        let verified = unpack(&owned, &out, artifacts)?;
+        if let Err(problem) = plugwatch_store::check_database_file(&out.join(DATABASE))? {
+            return Err(BackupError::Integrity { path: owned, problem });
+        }
+        Ok(verified)
+    })
+    .await
 }
 
 fn unpack(path: &Path, out_dir: &Path, artifacts: bool) -> Result<Verified> {
@@ -435,5 +546,22 @@ mod tests {
         {
             assert!(!super::is_archive_name(bad), "{bad}");
         }
+    }
+
+    /// The work a backup does runs in the idle scheduling and I/O classes, on a thread of its own, while the
+    /// caller's thread keeps its own.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn background_work_runs_in_the_idle_classes() {
+        fn classes() -> (libc::c_int, libc::c_long) {
+            // SAFETY: both only read the calling thread's own scheduling.
+            unsafe { (libc::sched_getscheduler(0), libc::syscall(libc::SYS_ioprio_get, 1, 0) >> 13) }
+        }
+        let caller = classes();
+        let (worker, name) =
+            super::background(|| Ok((classes(), std::thread::current().name().map(str::to_owned)))).await.unwrap();
+        assert_eq!(worker, (libc::SCHED_IDLE, 3), "policy and I/O class of the backup thread");
+        assert_eq!(name.as_deref(), Some("plugwatch-backup"));
+        assert_ne!(caller.0, libc::SCHED_IDLE, "the caller's thread is left alone");
     }
 }

@@ -153,3 +153,19 @@ async fn a_component_changed_on_disk_fails_the_backup_and_leaves_nothing() {
     assert!(left.is_empty(), "no archive and no partial file: {left:?}");
     store.close().await;
 }
+
+/// A backup into `<data_dir>/backups` after the data directory was deleted under the server fails,
+/// saying where, and recreates nothing.
+#[tokio::test]
+async fn a_backup_after_the_data_directory_was_deleted_fails_and_recreates_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let store = Store::open(&data).await.unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+    let error =
+        create(&store, &data.join("artifacts"), &data.join("backups"), Reason::Scheduled, &[]).await.unwrap_err();
+    assert!(matches!(error, BackupError::Destination { .. }), "{error}");
+    assert!(error.to_string().contains("backups"), "{error}");
+    assert!(!data.exists(), "the data directory stays deleted");
+    store.close().await;
+}

@@ -136,7 +136,7 @@ async fn a_backup_taken_during_writes_restores_every_row_and_artifact_into_a_fre
     let v = reopened.version("busy", last).await.unwrap();
     assert_eq!(v.secrets["api_key"].expose(), format!("s3cr3t-busy-{}", last.rsplit('.').next().unwrap()));
     reopened.close().await;
-    let referenced = plugwatch_store::describe_snapshot(&target.path().join("plugwatch.db")).await.unwrap().artifacts;
+    let referenced = plugwatch_store::describe_snapshot(&target.path().join("plugwatch.db")).unwrap().artifacts;
     let restored_artifacts = Artifacts::new(target.path()).unwrap();
     for sha in &referenced {
         let bytes = restored_artifacts.get(sha).unwrap();

@@ -39,6 +39,9 @@ pub use telemetry::{HostPoint, StoredRollup};
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the connection a snapshot, or a look at a snapshot file, runs on (see `Store::snapshot_to`).
+    #[error("database error: {0}")]
+    File(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("artifact store: {0}")]
@@ -72,6 +75,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<Sqlite>,
+    /// The database file, for the snapshots taken on a connection of their own.
+    path: std::sync::Arc<std::path::PathBuf>,
     series: std::sync::Arc<Mutex<HashMap<(String, String), i64>>>,
     keyring: std::sync::Arc<secrets::Keyring>,
 }
@@ -117,7 +122,12 @@ impl Store {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let opened = async {
             snapshot::MIGRATOR.run(&pool).await?;
-            let store = Store { pool: pool.clone(), series: Default::default(), keyring: keyring.into() };
+            let store = Store {
+                pool: pool.clone(),
+                path: db.clone().into(),
+                series: Default::default(),
+                keyring: keyring.into(),
+            };
             let sealed = store.seal_clear_rows().await?;
             if sealed > 0 {
                 tracing::info!(message = "Encrypted the clear-text secrets of an older database.", values = sealed);

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
-use sqlx::Connection as _;
+use rusqlite::OpenFlags;
 
 use crate::{Result, Store, StoreError};
 
@@ -36,43 +37,77 @@ const KINDS: &[(&str, &str)] = &[
 impl Store {
     /// Writes a consistent, compacted copy of the whole database to `path` (which must not exist), while
     /// other connections go on reading and writing.
-    pub async fn snapshot_to(&self, path: &Path) -> Result<()> {
+    ///
+    /// Blocking, on the calling thread and a connection of its own (not the pool's, whose worker threads
+    /// run at normal priority): a backup runs it on its own low-priority thread, so rebuilding a large
+    /// database takes only the CPU that serving leaves.
+    pub fn snapshot_to(&self, path: &Path) -> Result<()> {
         let target = path
             .to_str()
             .ok_or_else(|| StoreError::Corrupt(format!("snapshot path {} is not UTF-8", path.display())))?;
-        sqlx::query("VACUUM INTO $1").bind(target).execute(&self.pool).await?;
+        let conn = rusqlite::Connection::open_with_flags(self.path.as_path(), OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // The copy is a scratch file, read once by whoever asked for it: it need not reach the disk first.
+        conn.pragma_update(None, "synchronous", "OFF")?;
+        conn.execute("VACUUM INTO ?1", [target])?;
         Ok(())
     }
 
     /// The newest migration applied: the schema version a snapshot is at.
     pub async fn schema_version(&self) -> Result<i64> {
-        let (version,): (i64,) =
-            sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1")
-                .fetch_one(&self.pool)
-                .await?;
+        let (version,): (i64,) = sqlx::query_as(SCHEMA_VERSION).fetch_one(&self.pool).await?;
         Ok(version)
     }
 
     /// The number of rows of each kind of data (see `KINDS`).
     pub async fn counts(&self) -> Result<BTreeMap<String, i64>> {
+        let mut out = BTreeMap::new();
         let mut conn = self.pool.acquire().await?;
-        counts_on(&mut conn).await
+        for (kind, table) in KINDS {
+            let (n,): (i64,) = sqlx::query_as(&count(table)).fetch_one(&mut *conn).await?;
+            out.insert((*kind).to_owned(), n);
+        }
+        Ok(out)
     }
 }
 
+const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1";
+
+/// `table` comes from `KINDS`, never from input.
+fn count(table: &str) -> String {
+    format!("SELECT COUNT(*) FROM {table}")
+}
+
+/// A database file opened read-only, touching nothing (no WAL, no lock): a snapshot, or one out of an
+/// archive. Blocking, like everything on such a file here: callers run it off the async runtime.
+fn open_file(path: &Path) -> Result<rusqlite::Connection> {
+    let uri = url_path(path)?;
+    Ok(rusqlite::Connection::open_with_flags(
+        format!("file:{uri}?immutable=1"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )?)
+}
+
+/// `path` as the path of a `file:` URI (`%`, `?` and `#` escaped).
+fn url_path(path: &Path) -> Result<String> {
+    let text =
+        path.to_str().ok_or_else(|| StoreError::Corrupt(format!("database path {} is not UTF-8", path.display())))?;
+    Ok(text.replace('%', "%25").replace('?', "%3f").replace('#', "%23"))
+}
+
 /// Runs SQLite's own integrity check on a database file (read-only, touching nothing): `Ok(())` or what it
-/// found wrong.
-pub async fn check_database_file(path: &Path) -> Result<std::result::Result<(), String>> {
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true).immutable(true);
-    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-    let rows: std::result::Result<Vec<(String,)>, _> =
-        sqlx::query_as("PRAGMA integrity_check").fetch_all(&mut conn).await;
-    conn.close().await?;
-    let rows = match rows {
+/// found wrong. Blocking.
+pub fn check_database_file(path: &Path) -> Result<std::result::Result<(), String>> {
+    let checked = open_file(path).and_then(|conn| {
+        let mut statement = conn.prepare("PRAGMA integrity_check")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    });
+    let rows = match checked {
         Ok(rows) => rows,
         Err(e) => return Ok(Err(e.to_string())),
     };
-    let problems: Vec<String> = rows.into_iter().map(|(r,)| r).filter(|r| r != "ok").collect();
+    let problems: Vec<String> = rows.into_iter().filter(|r| r != "ok").collect();
     Ok(if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) })
 }
 
@@ -85,35 +120,15 @@ pub struct SnapshotInfo {
     pub artifacts: Vec<String>,
 }
 
-/// Reads a database file's [`SnapshotInfo`] (read-only, touching nothing).
-pub async fn describe_snapshot(path: &Path) -> Result<SnapshotInfo> {
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true).immutable(true);
-    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-    let info = async {
-        let (schema_version,): (i64,) =
-            sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1")
-                .fetch_one(&mut conn)
-                .await?;
-        let counts = counts_on(&mut conn).await?;
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT DISTINCT sha256 FROM plugin_versions ORDER BY sha256").fetch_all(&mut conn).await?;
-        Ok::<_, StoreError>(SnapshotInfo {
-            schema_version,
-            counts,
-            artifacts: rows.into_iter().map(|(s,)| s).collect(),
-        })
-    }
-    .await;
-    conn.close().await?;
-    info
-}
-
-async fn counts_on(conn: &mut sqlx::SqliteConnection) -> Result<BTreeMap<String, i64>> {
-    let mut out = BTreeMap::new();
+/// Reads a database file's [`SnapshotInfo`] (read-only, touching nothing). Blocking.
+pub fn describe_snapshot(path: &Path) -> Result<SnapshotInfo> {
+    let conn = open_file(path)?;
+    let schema_version = conn.query_row(SCHEMA_VERSION, [], |row| row.get(0))?;
+    let mut counts = BTreeMap::new();
     for (kind, table) in KINDS {
-        // `table` comes from the constant above, never from input.
-        let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut *conn).await?;
-        out.insert((*kind).to_owned(), n);
+        counts.insert((*kind).to_owned(), conn.query_row(&count(table), [], |row| row.get(0))?);
     }
-    Ok(out)
+    let mut statement = conn.prepare("SELECT DISTINCT sha256 FROM plugin_versions ORDER BY sha256")?;
+    let artifacts = statement.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(SnapshotInfo { schema_version, counts, artifacts })
 }
