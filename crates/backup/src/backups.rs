@@ -344,6 +344,13 @@ impl Backups {
         F: FnOnce(Store, &Restored) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>,
     {
+        if live.is_some_and(|store| store.sqlite_file().is_none()) {
+            // An archive holds a SQLite database: restoring it under a server on PostgreSQL would swap
+            // files that server does not read.
+            return Err(
+                plugwatch_store::StoreError::Unsupported("restoring a backup into a server on PostgreSQL").into()
+            );
+        }
         let _busy = self.busy.lock().await;
         let staged = restore::stage(archive, id, &self.data_dir, keys).await?;
         let prepared = async {

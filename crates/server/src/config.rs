@@ -34,6 +34,11 @@ pub struct ServeConfig {
     pub secret_key: Option<Secret>,
     /// A file holding that key (`PLUGWATCH_SECRET_KEY_FILE`), e.g. a mounted Kubernetes secret.
     pub secret_key_file: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite: `postgres://user:password@host:port/database` (usually set with
+    /// `PLUGWATCH_DATABASE_URL`; it holds a password, so it is never shown). Without it the database is
+    /// SQLite, `plugwatch.db` in the data directory.
+    #[serde(skip_serializing)]
+    pub database_url: Option<Secret>,
     pub http: HttpConfig,
     pub runtime: RuntimeSettings,
     pub telemetry: TelemetrySettings,
@@ -110,6 +115,7 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:8080".parse().expect("a valid address"),
             data_dir: PathBuf::from("plugwatch-data"),
             cache_dir: None,
+            database_url: None,
             log_format: LogFormat::Text,
             demo: false,
             drain_timeout_secs: 30,
@@ -393,6 +399,15 @@ impl ServeConfig {
 
     /// The key that encrypts secrets at rest: `secret_key`, else the key in `secret_key_file`, else the
     /// data directory's own key file. A malformed key is refused, naming the setting and what is wrong.
+    /// Opens the configured database: PostgreSQL at `database_url`, else SQLite in the data directory.
+    pub async fn open_store(&self) -> Result<plugwatch_store::Store, crate::ServerError> {
+        let keys = self.key_source().map_err(crate::ServerError::Config)?;
+        Ok(match &self.database_url {
+            Some(url) => plugwatch_store::Store::connect(url.expose(), &self.data_dir, keys).await?,
+            None => plugwatch_store::Store::open_with(&self.data_dir, keys).await?,
+        })
+    }
+
     pub fn key_source(&self) -> Result<plugwatch_store::KeySource, String> {
         use plugwatch_store::{KeySource, SecretKey};
         if let Some(key) = &self.secret_key {

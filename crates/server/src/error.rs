@@ -180,6 +180,9 @@ impl From<plugwatch_alerts::AlertsError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {kind} with id {id}"))
             }
             E::Store(S::Conflict(message)) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            E::Store(error @ S::Unsupported(_)) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", error.to_string())
+            }
             E::Store(error) => internal(&error),
         }
     }
@@ -201,6 +204,9 @@ impl From<plugwatch_backup::BackupError> for ApiError {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "backup_key", message)
             }
             E::RestorePending(_) | E::Locked(_) => ApiError::new(S::CONFLICT, "restore_pending", message),
+            E::Store(plugwatch_store::StoreError::Unsupported(_)) => {
+                ApiError::new(S::NOT_IMPLEMENTED, "not_supported", message)
+            }
             E::Io(_) | E::Destination { .. } | E::Store(_) | E::S3(_) => internal(&message),
         }
     }

@@ -185,7 +185,7 @@ impl Server {
             );
         }
         let backups = Arc::new(plugwatch_backup::Backups::open(&config.data_dir, config.backup.clone())?);
-        let store = Store::open_with(&config.data_dir, config.key_source().map_err(ServerError::Config)?).await?;
+        let store = config.open_store().await?;
         log_secret_key(&store);
         let artifacts = Artifacts::new(&config.data_dir)?;
         let runtime = Runtime::new(config.runtime_config())?;

@@ -28,7 +28,14 @@ pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> Tasks {
     ];
     let mut handles = handles;
     if state.config.backup.enabled {
-        handles.push(tokio::spawn(backup_loop(state.clone(), stop.clone())));
+        if state.registry.store().sqlite_file().is_some() {
+            handles.push(tokio::spawn(backup_loop(state.clone(), stop.clone())));
+        } else {
+            tracing::warn!(
+                message = "Scheduled backups cover SQLite only: back up the PostgreSQL database with its own tools \
+                           (pg_dump) and the plugin artifacts with the data directory.",
+            );
+        }
     }
     if state.config.alerts.enabled {
         handles.push(tokio::spawn(state.alerts.clone().run(stop)));

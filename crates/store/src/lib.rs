@@ -1,27 +1,39 @@
 //! plugwatch's storage: the schema and its migrations, every query the product makes, and plugin artifacts
-//! on disk, content-addressed by sha256. SQLite (WAL) is the embedded default; the SQL is written so that
-//! PostgreSQL can follow (positional `$n` parameters, no SQLite-only functions in queries).
+//! on disk, content-addressed by sha256. SQLite (WAL) in the data directory is the embedded default;
+//! PostgreSQL is the choice for several replicas. One store API over both: the queries in `sql/` are
+//! written once and compiled for each database (`backend.rs`), with one migration set per database, the
+//! same versions meaning the same schema.
 //!
 //! It knows nothing of HTTP or wasmtime: callers hand it domain types and get domain types back.
 
 mod access;
 mod alerts;
 mod artifacts;
+mod backend;
 mod model;
 mod plugins;
+// `sql/` is compiled once per database, by design (see `backend.rs`).
+#[allow(clippy::duplicate_mod)]
+mod postgres;
 mod retention;
 mod secrets;
 mod snapshot;
+#[allow(clippy::duplicate_mod)]
+mod sqlite;
 mod telemetry;
+#[doc(hidden)]
+pub mod testing;
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection as _, Pool, Sqlite};
+
+use backend::Backend;
 
 pub use access::{
     ADMIN_ROLE, AttemptKey, AuditFilter, AuditRow, Guarded, NewAuditRow, NewTokenRecord, SessionRecord, TokenRecord,
@@ -67,6 +79,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// What the configured database cannot do, e.g. a SQLite snapshot file of a PostgreSQL database.
+    #[error("not supported on this database: {0}")]
+    Unsupported(&'static str),
+    /// A database URL this build does not know.
+    #[error("{0}")]
+    BadUrl(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -74,12 +92,13 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The database. Cheap to clone (a pool).
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool<Sqlite>,
-    /// The database file, for the snapshots taken on a connection of their own.
-    path: std::sync::Arc<std::path::PathBuf>,
-    series: std::sync::Arc<Mutex<HashMap<(String, String), i64>>>,
-    keyring: std::sync::Arc<secrets::Keyring>,
+    backend: Backend,
+    /// SQLite's database file, for the snapshots taken on a connection of their own.
+    sqlite_file: Option<Arc<PathBuf>>,
 }
+
+/// Connections per process to PostgreSQL (SQLite has 4: one writer at a time anyway).
+const POSTGRES_CONNECTIONS: u32 = 8;
 
 impl Store {
     /// Opens (creating if needed) `plugwatch.db` in `data_dir` with the data directory's secret key
@@ -93,8 +112,9 @@ impl Store {
     /// key that did not seal the stored secrets is refused, naming both key ids, with nothing written.
     pub async fn open_with(data_dir: &Path, keys: KeySource) -> Result<Store> {
         std::fs::create_dir_all(data_dir)?;
+        let db = data_dir.join("plugwatch.db");
         let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(data_dir.join("plugwatch.db"))
+            .filename(&db)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -105,14 +125,13 @@ impl Store {
         // The key is checked against the stored secrets first, on a connection that cannot write, so a
         // refused start changes no byte: read-only, and immutable (touching no WAL file) unless a WAL holds
         // transactions not yet in the database (after a crash), which only a WAL-reading connection sees.
-        let db = data_dir.join("plugwatch.db");
         let stored = if db.exists() {
             let wal = std::fs::metadata(data_dir.join("plugwatch.db-wal")).is_ok_and(|m| m.len() > 0);
             let read_only = SqliteConnectOptions::new().filename(&db).read_only(true).immutable(!wal);
             // One connection, not a pool: closing it is done when `close` returns (a pool returns a used
             // connection from a spawned task, which its `close` can miss, leaving the WAL files behind).
             let mut conn = sqlx::SqliteConnection::connect_with(&read_only).await?;
-            let stored = secrets::stored_key_ids(&mut conn).await;
+            let stored = sqlite::stored_key_ids(&mut conn).await;
             conn.close().await?;
             stored?
         } else {
@@ -120,58 +139,79 @@ impl Store {
         };
         let keyring = secrets::keyring(&stored, data_dir, keys)?;
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        let opened = async {
-            snapshot::MIGRATOR.run(&pool).await?;
-            let store = Store {
-                pool: pool.clone(),
-                path: db.clone().into(),
-                series: Default::default(),
-                keyring: keyring.into(),
-            };
-            let sealed = store.seal_clear_rows().await?;
-            if sealed > 0 {
-                tracing::info!(message = "Encrypted the clear-text secrets of an older database.", values = sealed);
-            }
-            Ok::<_, StoreError>(store)
-        }
-        .await;
+        let store = Store { backend: Backend::Sqlite(sqlite::Db::new(pool, keyring)), sqlite_file: Some(db.into()) };
+        let opened = store.finish_open().await;
         if opened.is_err() {
             // Closing checkpoints and removes the WAL files: a refused start leaves the directory as it was.
-            pool.close().await;
+            store.close().await;
         }
-        opened
+        opened.map(|()| store)
     }
 
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:port/database`), runs
+    /// the migrations and checks `keys` like [`Store::open_with`]. `data_dir` is where a key of
+    /// [`KeySource::DataDir`] lives; with several replicas every one needs the same key, so configure it.
+    pub async fn connect(url: &str, data_dir: &Path, keys: KeySource) -> Result<Store> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(bad_url(url, &e)))?;
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        let stored = postgres::stored_key_ids(&mut conn).await;
+        conn.close().await?;
+        let keyring = secrets::keyring(&stored?, data_dir, keys)?;
+        let pool = PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect_with(options).await?;
+        let store = Store { backend: Backend::Postgres(postgres::Db::new(pool, keyring)), sqlite_file: None };
+        let opened = store.finish_open().await;
+        if opened.is_err() {
+            store.close().await;
+        }
+        opened.map(|()| store)
+    }
+
+    /// The migrations, then the clear-text secrets of an older database sealed.
+    async fn finish_open(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(db) => snapshot::SQLITE_MIGRATOR.run(&db.pool).await?,
+            Backend::Postgres(db) => snapshot::POSTGRES_MIGRATOR.run(&db.pool).await?,
+        }
+        let sealed = match &self.backend {
+            Backend::Sqlite(db) => db.seal_clear_rows().await?,
+            Backend::Postgres(db) => db.seal_clear_rows().await?,
+        };
+        if sealed > 0 {
+            tracing::info!(message = "Encrypted the clear-text secrets of an older database.", values = sealed);
+        }
         Ok(())
     }
 
-    /// Bytes the database occupies (pages in use), for storage figures.
-    pub async fn size_bytes(&self) -> Result<u64> {
-        let (count,): (i64,) = sqlx::query_as("PRAGMA page_count").fetch_one(&self.pool).await?;
-        let (free,): (i64,) = sqlx::query_as("PRAGMA freelist_count").fetch_one(&self.pool).await?;
-        let (size,): (i64,) = sqlx::query_as("PRAGMA page_size").fetch_one(&self.pool).await?;
-        Ok(((count - free) * size) as u64)
+    /// SQLite's database file, or `None` on PostgreSQL.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite_file.as_deref().map(PathBuf::as_path)
     }
 
-    /// Copies the WAL into the database file (so a stopped data directory is one self-contained file, as
-    /// a backup wants), waits for in-flight work and closes every connection.
-    pub async fn close(&self) {
-        // On a connection of its own, closed here: a connection dropped back into the pool is returned by a
-        // spawned task, and `Pool::close` can finish before that task has closed it (the WAL files then
-        // outlive `close`, and a restore or a byte-for-byte check races them).
-        let checkpoint = async {
-            let mut conn = self.pool.acquire().await?;
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
-            conn.close().await
-        };
-        if let Err(error) = checkpoint.await {
-            tracing::warn!(message = "The database could not be checkpointed on close.", %error);
+    /// Which database this is, for logs: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
-        self.pool.close().await;
     }
+}
+
+/// What is wrong with a database URL, without its password.
+fn bad_url(url: &str, error: &sqlx::Error) -> String {
+    let shown = match url.split_once('@') {
+        Some((credentials, rest)) => match credentials.rsplit_once(':') {
+            Some((user, _)) if user.contains("//") => format!("{user}:***@{rest}"),
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    };
+    format!("the database URL `{shown}` is not a PostgreSQL URL (postgres://user:password@host:port/database): {error}")
+}
+
+/// A REAL to store: NaN is no number (SQLite stores it as NULL, PostgreSQL would keep it), so both keep
+/// NULL, and a NaN where a number is required is refused by the column's NOT NULL in both.
+pub(crate) fn number(value: f64) -> Option<f64> {
+    (!value.is_nan()).then_some(value)
 }
 
 /// Seconds since the Unix epoch.

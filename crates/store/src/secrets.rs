@@ -28,10 +28,9 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
-use sqlx::{Acquire, Connection};
 use zeroize::Zeroizing;
 
-use crate::{Result, Store};
+use crate::Result;
 
 /// The key file a data directory gets when the operator configures no key.
 pub const KEY_FILE: &str = "secret.key";
@@ -273,7 +272,7 @@ fn associated_data(context: &str) -> String {
 }
 
 /// `(key id, body)` of a sealed value.
-fn split_sealed(sealed: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_sealed(sealed: &str) -> Option<(&str, &str)> {
     let rest = sealed.strip_prefix(FORMAT)?.strip_prefix(':')?;
     let (id, body) = rest.split_once(':')?;
     (id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some((id, body))
@@ -374,8 +373,8 @@ pub(crate) const SEALED_COLUMNS: &[&SealedColumn] = &[&crate::plugins::SECRET_CO
 
 /// The key in use (replaced by rotation) and where it came from.
 pub(crate) struct Keyring {
-    current: RwLock<Option<Arc<SecretBox>>>,
-    origin: RwLock<KeyOrigin>,
+    pub(crate) current: RwLock<Option<Arc<SecretBox>>>,
+    pub(crate) origin: RwLock<KeyOrigin>,
 }
 
 /// What a rotation did.
@@ -425,148 +424,6 @@ pub(crate) fn keyring(stored: &BTreeSet<String>, data_dir: &Path, source: KeySou
         .into());
     }
     Ok(Keyring { current: RwLock::new(key.as_ref().map(|k| Arc::new(SecretBox::new(k)))), origin: RwLock::new(origin) })
-}
-
-/// The ids of the keys that sealed the stored values.
-pub(crate) async fn stored_key_ids(conn: &mut sqlx::SqliteConnection) -> Result<BTreeSet<String>> {
-    let mut ids = BTreeSet::new();
-    // Before the migrations: a new or older database has no sealed column yet, so nothing sealed.
-    let (sealed_columns,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM pragma_table_info('plugin_config') WHERE name = 'sealed'")
-            .fetch_one(&mut *conn)
-            .await?;
-    if sealed_columns == 0 {
-        return Ok(ids);
-    }
-    for column in SEALED_COLUMNS {
-        let (tables,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1")
-            .bind(column.table)
-            .fetch_one(&mut *conn)
-            .await?;
-        if tables == 0 {
-            continue;
-        }
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(column.select).bind(true).fetch_all(&mut *conn).await?;
-        for (_, context, value) in rows {
-            let (id, _) =
-                split_sealed(&value).ok_or(SecretError::Malformed { context, reason: "no `pw1:<key id>:` prefix" })?;
-            ids.insert(id.to_owned());
-        }
-    }
-    Ok(ids)
-}
-
-impl Store {
-    fn sealer(&self, context: &str) -> Result<Arc<SecretBox>> {
-        self.keyring
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| SecretError::NoKey { context: context.to_owned() }.into())
-    }
-
-    /// Seals `value` for `context` with the current key.
-    pub(crate) fn seal(&self, context: &str, value: &SecretValue) -> Result<String> {
-        Ok(self.sealer(context)?.seal(context, value))
-    }
-
-    /// Opens a value sealed for `context`.
-    pub(crate) fn unseal(&self, context: &str, sealed: &str) -> Result<SecretValue> {
-        Ok(self.sealer(context)?.open(context, sealed)?)
-    }
-
-    /// The id of the key in use, if any.
-    pub fn secret_key_id(&self) -> Option<String> {
-        self.keyring.current.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|b| b.key_id().to_owned())
-    }
-
-    /// Where the key in use came from (the server logs it when it was generated).
-    pub fn secret_key_origin(&self) -> KeyOrigin {
-        self.keyring.origin.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Seals the clear-text secrets an older database holds, in one transaction; returns how many. Run on
-    /// every open with a key (a no-op once done).
-    pub(crate) async fn seal_clear_rows(&self) -> Result<usize> {
-        let Some(current) = self.keyring.current.read().unwrap_or_else(|e| e.into_inner()).clone() else {
-            return Ok(0);
-        };
-        self.reseal(&current, None).await
-    }
-
-    /// Re-encrypts every secret with `new` in one transaction and makes it the key in use. The old
-    /// ciphertexts are scrubbed from the files (secure delete, `VACUUM`, WAL checkpoint), so a leaked old
-    /// key opens nothing left behind. Stop the server first: one still running keeps sealing with the old key.
-    pub async fn rotate_secret_key(&self, new: &SecretKey) -> Result<Rotated> {
-        let old = self.sealer("rotation")?;
-        if old.key_id() == new.id() {
-            return Err(SecretError::SameKey(new.id().to_owned()).into());
-        }
-        let new_box = Arc::new(SecretBox::new(new));
-        let values = self.reseal(&new_box, Some(&old)).await?;
-        *self.keyring.current.write().unwrap_or_else(|e| e.into_inner()) = Some(new_box);
-        *self.keyring.origin.write().unwrap_or_else(|e| e.into_inner()) = KeyOrigin::Configured("rotation".into());
-        Ok(Rotated { old_key_id: old.key_id().to_owned(), new_key_id: new.id().to_owned(), values })
-    }
-
-    /// Seals clear rows with `to` and, with `from`, re-seals the rows `from` sealed; one transaction. When
-    /// anything changed, what the rows held before is scrubbed from the database files.
-    async fn reseal(&self, to: &SecretBox, from: Option<&SecretBox>) -> Result<usize> {
-        let mut conn = self.pool.acquire().await?;
-        let pending: usize = {
-            let mut n = 0;
-            for column in SEALED_COLUMNS {
-                let rows: Vec<(i64, String, String)> =
-                    sqlx::query_as(column.select).bind(false).fetch_all(&mut *conn).await?;
-                n += rows.len();
-            }
-            n
-        };
-        if pending == 0 && from.is_none() {
-            return Ok(0);
-        }
-        // Freed cells and pages are zeroed, not just unlinked. Only on this connection, closed afterwards.
-        sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
-        let mut changed = 0;
-        {
-            let mut tx = conn.begin().await?;
-            for column in SEALED_COLUMNS {
-                for sealed in [false, true] {
-                    let Some(opener) = (if sealed { from } else { Some(to) }) else { continue };
-                    let rows: Vec<(i64, String, String)> =
-                        sqlx::query_as(column.select).bind(sealed).fetch_all(&mut *tx).await?;
-                    for (id, context, value) in rows {
-                        let value = Zeroizing::new(value);
-                        let plain =
-                            if sealed { opener.open(&context, &value)? } else { SecretValue::new(value.as_str()) };
-                        sqlx::query(column.update).bind(to.seal(&context, &plain)).bind(id).execute(&mut *tx).await?;
-                        changed += 1;
-                    }
-                }
-            }
-            tx.commit().await?;
-        }
-        if changed > 0 {
-            scrub(&mut conn).await?;
-        }
-        conn.detach().close().await?;
-        Ok(changed)
-    }
-}
-
-/// Rewrites the database without its free space (rows deleted before secure delete was on), then copies
-/// the WAL into the database and truncates it, so no earlier page image stays in either file.
-async fn scrub(conn: &mut sqlx::SqliteConnection) -> Result<()> {
-    sqlx::query("VACUUM").execute(&mut *conn).await?;
-    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await?;
-    if busy != 0 {
-        tracing::warn!(
-            message = "The write-ahead log could not be checkpointed after re-encrypting secrets (another process \
-                       is reading the database); the earlier values stay in plugwatch.db-wal until the next checkpoint.",
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

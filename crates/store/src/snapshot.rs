@@ -11,16 +11,19 @@ use rusqlite::OpenFlags;
 use crate::{Result, Store, StoreError};
 
 /// The migrations this build knows, in one place: opening runs them, backups compare against the newest.
-pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// PostgreSQL's migrations: the same versions, each with the same meaning as SQLite's (a test checks that
+/// the versions and descriptions agree), so a schema version names one schema whichever database holds it.
+pub(crate) static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The schema version this build writes (its newest migration): an archive at a newer one is refused.
 pub fn latest_schema_version() -> i64 {
-    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    SQLITE_MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
 /// What a database holds, kind by kind, as a backup reports it and a restore reports what it restored.
 /// The kinds are written down here once: (name in reports, table).
-const KINDS: &[(&str, &str)] = &[
+pub(crate) const KINDS: &[(&str, &str)] = &[
     ("plugins", "plugins"),
     ("plugin_versions", "plugin_versions"),
     ("users", "users"),
@@ -45,36 +48,22 @@ impl Store {
         let target = path
             .to_str()
             .ok_or_else(|| StoreError::Corrupt(format!("snapshot path {} is not UTF-8", path.display())))?;
-        let conn = rusqlite::Connection::open_with_flags(self.path.as_path(), OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let Some(db) = self.sqlite_file() else {
+            return Err(StoreError::Unsupported("a snapshot file of a PostgreSQL database (use pg_dump)"));
+        };
+        let conn = rusqlite::Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         // The copy is a scratch file, read once by whoever asked for it: it need not reach the disk first.
         conn.pragma_update(None, "synchronous", "OFF")?;
         conn.execute("VACUUM INTO ?1", [target])?;
         Ok(())
     }
-
-    /// The newest migration applied: the schema version a snapshot is at.
-    pub async fn schema_version(&self) -> Result<i64> {
-        let (version,): (i64,) = sqlx::query_as(SCHEMA_VERSION).fetch_one(&self.pool).await?;
-        Ok(version)
-    }
-
-    /// The number of rows of each kind of data (see `KINDS`).
-    pub async fn counts(&self) -> Result<BTreeMap<String, i64>> {
-        let mut out = BTreeMap::new();
-        let mut conn = self.pool.acquire().await?;
-        for (kind, table) in KINDS {
-            let (n,): (i64,) = sqlx::query_as(&count(table)).fetch_one(&mut *conn).await?;
-            out.insert((*kind).to_owned(), n);
-        }
-        Ok(out)
-    }
 }
 
-const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1";
+pub(crate) const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1";
 
 /// `table` comes from `KINDS`, never from input.
-fn count(table: &str) -> String {
+pub(crate) fn count(table: &str) -> String {
     format!("SELECT COUNT(*) FROM {table}")
 }
 
@@ -131,4 +120,16 @@ pub fn describe_snapshot(path: &Path) -> Result<SnapshotInfo> {
     let mut statement = conn.prepare("SELECT DISTINCT sha256 FROM plugin_versions ORDER BY sha256")?;
     let artifacts = statement.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(SnapshotInfo { schema_version, counts, artifacts })
+}
+
+#[cfg(test)]
+mod tests {
+    /// A schema version means one schema whichever database holds it: both sets have the same versions,
+    /// with the same descriptions.
+    #[test]
+    fn both_databases_have_the_same_migrations() {
+        let list =
+            |m: &sqlx::migrate::Migrator| m.iter().map(|m| (m.version, m.description.to_string())).collect::<Vec<_>>();
+        assert_eq!(list(&super::SQLITE_MIGRATOR), list(&super::POSTGRES_MIGRATOR));
+    }
 }

@@ -3,6 +3,8 @@
 //! rotation, refused under a wrong key), and the outbox: grouping, delivery transitions, failures, paging
 //! and pruning.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::str::FromStr;
@@ -152,7 +154,7 @@ fn notification(group: &str, alerts: Vec<AlertNotice>, created: u64) -> Notifica
 #[tokio::test]
 async fn rules_round_trip_update_and_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     let spec = rule_spec("errors");
     let rule = store.create_rule(&spec, false, at(1_000)).await.unwrap();
     assert_eq!(
@@ -251,13 +253,7 @@ async fn rules_round_trip_update_and_delete() {
     assert_eq!(store.alert_records().await.unwrap(), vec![]);
 
     // A name the model does not know is a corrupt row naming the column and the value.
-    let db = raw(dir.path()).await;
-    sqlx::query("UPDATE alert_rules SET metric = 'latency_p42' WHERE id = $1")
-        .bind(rule.id)
-        .execute(&db)
-        .await
-        .unwrap();
-    db.close().await;
+    support::execute(dir.path(), "UPDATE alert_rules SET metric = 'latency_p42' WHERE id = $1", rule.id).await;
     let corrupt = store.rule(rule.id).await.unwrap_err().to_string();
     assert!(corrupt.contains("alert_rules.metric") && corrupt.contains("latency_p42"), "{corrupt}");
     assert!(store.rules().await.is_err());
@@ -266,7 +262,7 @@ async fn rules_round_trip_update_and_delete() {
 #[tokio::test]
 async fn default_rules_are_installed_once_per_database() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     store.create_rule(&rule_spec("mine"), false, at(10)).await.unwrap();
     let defaults = [rule_spec("mine"), rule_spec("latency"), rule_spec("errors")];
     assert_eq!(
@@ -280,7 +276,7 @@ async fn default_rules_are_installed_once_per_database() {
     assert_eq!(store.install_default_rules("defaults_installed", &defaults, at(30)).await.unwrap(), 0);
     store.delete_rule(rules[1].id).await.unwrap();
     store.close().await;
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     assert_eq!(
         store.install_default_rules("defaults_installed", &defaults, at(40)).await.unwrap(),
         0,
@@ -292,7 +288,7 @@ async fn default_rules_are_installed_once_per_database() {
 #[tokio::test]
 async fn alert_states_and_transitions_change_together_and_history_pages_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     let a = store.create_rule(&rule_spec("a"), false, at(1)).await.unwrap().id;
     let b = store.create_rule(&rule_spec("b"), false, at(1)).await.unwrap().id;
     let host = SeriesKey::default();
@@ -420,7 +416,7 @@ async fn alert_states_and_transitions_change_together_and_history_pages_without_
 #[tokio::test]
 async fn silences_are_created_expired_and_listed_by_when_they_end() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     let rule = store.create_rule(&rule_spec("a"), false, at(1)).await.unwrap().id;
     let maintenance = SilenceSpec {
         rule_id: Some(rule),
@@ -652,7 +648,7 @@ async fn a_database_from_before_alerting_opens_and_its_key_is_still_checked() {
 #[tokio::test]
 async fn the_outbox_groups_delivers_retries_and_counts_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     let ch = store.create_channel(&channel_spec("ops"), &BTreeMap::new(), at(1)).await.unwrap().id;
     let other = store.create_channel(&channel_spec("other"), &BTreeMap::new(), at(1)).await.unwrap().id;
     assert_eq!(store.next_delivery_at().await.unwrap(), None);
@@ -770,7 +766,7 @@ async fn the_outbox_groups_delivers_retries_and_counts_failures() {
 #[tokio::test]
 async fn pruning_drops_old_history_finished_deliveries_and_ended_silences() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     let rule = store.create_rule(&rule_spec("a"), false, at(1)).await.unwrap().id;
     let ch = store.create_channel(&channel_spec("ops"), &BTreeMap::new(), at(1)).await.unwrap().id;
     store
@@ -817,9 +813,7 @@ async fn pruning_drops_old_history_finished_deliveries_and_ended_silences() {
     assert!(matches!(store.silence(ended).await, Err(StoreError::NotFound { .. })));
     assert_eq!(store.prune_alerting(at(200), at(200), at(200)).await.unwrap(), 0);
     // The children went with their rows.
-    let db = raw(dir.path()).await;
-    let (alerts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM alert_outbox_alerts").fetch_one(&db).await.unwrap();
-    let (labels,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM silence_labels").fetch_one(&db).await.unwrap();
-    db.close().await;
+    let alerts = support::count(dir.path(), "SELECT COUNT(*) FROM alert_outbox_alerts").await;
+    let labels = support::count(dir.path(), "SELECT COUNT(*) FROM silence_labels").await;
     assert_eq!((alerts, labels), (0, 2));
 }

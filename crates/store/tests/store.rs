@@ -1,5 +1,7 @@
-//! The store against a real SQLite file: plugin versions, telemetry round trips, retention, and how much
+//! The store against a real database (SQLite, or PostgreSQL with `PLUGWATCH_TEST_POSTGRES`, see `support`): plugin versions, telemetry round trips, retention, and how much
 //! storage a day of traffic takes.
+
+mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,7 +31,7 @@ fn at(secs: u64) -> SystemTime {
 #[tokio::test]
 async fn versions_are_stored_activated_rolled_back_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     assert_eq!(
         store.insert_version(&version("promo", "1.0.0", 'a'), false).await.unwrap(),
         Stored::Created { activated: true }
@@ -108,7 +110,7 @@ fn invocation(started_at: SystemTime, outcome: Outcome, wall: Duration) -> Invoc
 #[tokio::test]
 async fn telemetry_round_trips_through_the_store_and_restores_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     let telemetry = Telemetry::new(TelemetryConfig::default());
     let series = telemetry.series("promo", "1.0.0");
     for i in 0..30u64 {
@@ -165,7 +167,7 @@ async fn telemetry_round_trips_through_the_store_and_restores_a_restart() {
 #[tokio::test]
 async fn retention_prunes_what_is_too_old_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = support::open(dir.path()).await;
     let telemetry = Telemetry::new(TelemetryConfig::default());
     let series = telemetry.series("promo", "1.0.0");
     let day = 86_400;

@@ -20,6 +20,7 @@ const ENV_KEYS: &[&str] = &[
     "drain_timeout_secs",
     "admin_password",
     "secret_key",
+    "database_url",
     "http",
     "runtime",
     "telemetry",
@@ -45,6 +46,10 @@ pub struct Serve {
     /// temporary directory removed on exit].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of the data directory's SQLite: `postgres://user:password@host:port/database`
+    /// (or `PLUGWATCH_DATABASE_URL`, which keeps the password out of the process list).
+    #[arg(long = "database", value_name = "URL")]
+    database_url: Option<String>,
     /// A TOML configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -61,6 +66,9 @@ impl Serve {
         let mut config = load_config(self.config.as_deref())?;
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if let Some(url) = self.database_url {
+            config.database_url = Some(plugwatch_server::config::Secret(url));
         }
         if let Some(format) = &self.log_format {
             config.log_format = if format == "json" { LogFormat::Json } else { LogFormat::Text };

@@ -83,6 +83,11 @@ impl TestServer {
             admin_password: Some(plugwatch_server::config::Secret(ADMIN_PASSWORD.into())),
             ..ServeConfig::default()
         };
+        // The API tests run once on SQLite and once on PostgreSQL (see `plugwatch_store::testing`).
+        if let Some(server) = plugwatch_store::testing::postgres_server() {
+            let url = plugwatch_store::testing::postgres_database(&server, &data_dir).await.expect("a test database");
+            config.database_url = Some(plugwatch_server::config::Secret(url));
+        }
         configure(&mut config);
         let server = Server::bind(config).await.expect("server starts");
         let addr = server.local_addr();
