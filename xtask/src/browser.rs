@@ -5,16 +5,12 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 
 /// The demo's documented admin password (`DEMO_ADMIN_PASSWORD` in `crates/plugwatch`).
 const DEMO_PASSWORD: &str = "plugwatch-demo";
-
-/// How long the demo may take to load its plugins: compiling the Python one unoptimised takes most of a
-/// minute on two busy cores the first time (later runs load it from `target/browser-cache`).
-const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Installs what the browser tests need: their npm packages (pinned in `tests/browser/package-lock.json`)
 /// unless already installed from the same lock, and Debian's Chromium if there is none.
@@ -74,26 +70,8 @@ fn run_inner(root: &Path) -> anyhow::Result<()> {
     let work = root.join("target/browser-run");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let addr = free_loopback_addr()?;
     let log = work.join("server.log");
-    let _server = crate::server::Killed(
-        Command::new(root.join("target/debug/plugwatch"))
-            .args(["serve", "--demo", "--listen", &addr, "--data-dir"])
-            .arg(work.join("data"))
-            // The documented demo password, not one from the caller's environment.
-            .env_remove("PLUGWATCH_ADMIN_PASSWORD")
-            .env("PLUGWATCH_CACHE_DIR", root.join("target/browser-cache"))
-            .env("PLUGWATCH_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("cannot start plugwatch serve --demo")?,
-    );
-    let waited = Instant::now();
-    crate::server::wait_until_ok(&format!("http://{addr}/readyz"), READY_TIMEOUT)
-        .with_context(|| format!("the demo server did not get ready; its log: {}", log.display()))?;
-    println!("xtask: demo server ready on {addr} in {:.1} s", waited.elapsed().as_secs_f64());
+    let (_server, addr) = crate::server::start_demo(root, &root.join("target/debug/plugwatch"), &work, &log)?;
     let fixtures = root.join("target/browser-run/fixtures");
     write_fixtures(root, &fixtures)?;
     crate::step(
@@ -156,10 +134,4 @@ fn write_fixtures(root: &Path, dir: &Path) -> anyhow::Result<()> {
         template.replace("{extra}", "").replace("{body}", "(call $ok (local.get $input) (local.get $input_len))");
     std::fs::write(dir.join("echo.wasm"), wat::parse_str(echo).context("the echo fixture assembles")?)?;
     Ok(())
-}
-
-/// A loopback address whose port the system handed out a moment ago (free then; the server binds it next).
-fn free_loopback_addr() -> anyhow::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
-    Ok(listener.local_addr()?.to_string())
 }

@@ -9,6 +9,12 @@
 //! - `cargo xtask schemathesis`: property-based tests of the served OpenAPI document (part of `test`).
 //! - `cargo xtask browser`: the pages in headless Chromium with axe-core checks, against a demo server
 //!   (part of `test`); screenshots in `target/browser`.
+//! - `cargo xtask manifests`: static checks of the Kubernetes manifests, the CI workflow and every YAML
+//!   file (part of `test`; there is no cluster here).
+//! - `cargo xtask prometheus`: a real Prometheus and Alertmanager with the committed configuration and
+//!   rules against a demo server; every query of the Grafana dashboard returns data (part of `test`).
+//! - `cargo xtask image`: hadolint and compose checks, then the image built `FROM scratch` around the
+//!   local binary and run read-only under podman (part of `test`).
 //! - `cargo xtask bench-http`: HTTP load with `wrk`: plugwatch's invoke endpoint against a bare axum echo,
 //!   idle and loaded RSS, and the overview endpoint with 1,000 plugins (release build, loopback only).
 //! - `cargo xtask bench-backup`: what a backup costs a server with 30 days of 100 plugins' history: invoke
@@ -25,8 +31,12 @@ use anyhow::{Context, bail};
 mod bench_backup;
 mod bench_http;
 mod browser;
+mod image;
+mod manifests;
+mod prometheus;
 mod schemathesis;
 mod server;
+mod services;
 mod tidy;
 
 /// The example plugins whose built components are committed (the demo loads them).
@@ -56,9 +66,12 @@ fn dispatch() -> anyhow::Result<()> {
         Some("bench-dashboard") => browser::bench(&root),
         Some("schemathesis") => schemathesis::run(&root),
         Some("browser") => browser::run(&root),
+        Some("image") => image::run(&root),
+        Some("prometheus") => prometheus::run(&root),
+        Some("manifests") => manifests::run(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | bench-backup | bench-dashboard | schemathesis | browser>"
+                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | bench-backup | bench-dashboard | schemathesis | browser | image | prometheus | manifests>"
             );
             std::process::exit(2);
         }
@@ -74,18 +87,67 @@ fn test(root: &Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     step("formatting", Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
     tools(root)?;
+    manifests::run(root)?;
     plugins(root, false)?;
     step(
         "clippy",
         Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
     )?;
+    services::ensure()?;
     // `--all-targets` also runs each benchmark once, in test mode, so they cannot rot.
     step("tests", Command::new("cargo").args(["test", "--workspace", "--all-targets", "--locked"]))?;
+    postgres_tests()?;
     step("doc tests", Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
     schemathesis::run(root)?;
     browser::run(root)?;
+    prometheus::run(root)?;
+    image::run(root)?;
     println!("\nxtask: all checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The test suites written for both databases (the store's and the API's) once more, on PostgreSQL: the
+/// binaries the tests step built, run again with `PLUGWATCH_TEST_POSTGRES` set (nothing is rebuilt).
+fn postgres_tests() -> anyhow::Result<()> {
+    const SUITES: &[(&str, &str)] =
+        &[("plugwatch-store", "store"), ("plugwatch-store", "alerts"), ("plugwatch-server", "api")];
+    // Tests of what only SQLite has: its files (a secret is in none of them, WAL in use) and the backups
+    // that archive them (which a server on PostgreSQL refuses, see the README).
+    const SQLITE_ONLY: &[&str] =
+        &["backups::", "secrets::a_secret_reaches_the_plugin_but_never_the_api_or_the_database_files"];
+    services::drop_test_databases()?;
+    let built = Command::new("cargo")
+        .args(["test", "--workspace", "--all-targets", "--locked", "--no-run", "--message-format=json"])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !built.status.success() {
+        bail!("cargo test --no-run failed");
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&built.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let (Some(package), Some(target), Some(executable)) =
+            (message["package_id"].as_str(), message["target"]["name"].as_str(), message["executable"].as_str())
+        else {
+            continue;
+        };
+        let is_test = message["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test"));
+        if is_test && SUITES.iter().any(|(p, t)| *t == target && package.contains(&format!("#{p}@"))) {
+            found.push((target.to_owned(), executable.to_owned()));
+        }
+    }
+    if found.len() != SUITES.len() {
+        bail!("expected the test binaries {SUITES:?}, found {found:?}");
+    }
+    for (name, executable) in found {
+        step(
+            &format!("tests on PostgreSQL: {name}"),
+            Command::new(executable)
+                .args(SQLITE_ONLY.iter().flat_map(|test| ["--skip", test]))
+                .env(services::TEST_POSTGRES, services::postgres_url()),
+        )?;
+    }
+    services::drop_test_databases()
 }
 
 /// Installs componentize-py (pinned in requirements.txt) into target/tools/venv and componentize-js
@@ -123,6 +185,8 @@ fn tools(root: &Path) -> anyhow::Result<()> {
         step("componentize-js", Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&plugins))?;
         std::fs::write(&stamp, &lock)?;
     }
+    prometheus::tools(root)?;
+    image::tools(root)?;
     browser::tools(root)
 }
 

@@ -29,6 +29,11 @@ pub fn wait_for(url: &str, method: &str) -> anyhow::Result<()> {
 
 /// Signs in as admin (cookie and CSRF token) on the server at `addr` and mints an admin service token.
 pub fn admin_token(addr: &str, password: &str, work: &Path) -> anyhow::Result<String> {
+    service_token(addr, password, work, "xtask", "admin")
+}
+
+/// Signs in as admin on the server at `addr` and mints a service token named `name` with the role `role`.
+pub fn service_token(addr: &str, password: &str, work: &Path, name: &str, role: &str) -> anyhow::Result<String> {
     let jar = work.join("cookies");
     let login = Command::new("curl")
         .args(["-s", "-c"])
@@ -43,7 +48,7 @@ pub fn admin_token(addr: &str, password: &str, work: &Path) -> anyhow::Result<St
         .args(["-s", "-b"])
         .arg(&jar)
         .args(["-H", "content-type: application/json", "-H", &format!("x-csrf-token: {csrf}"), "-d"])
-        .arg(r#"{"name":"xtask","role":"admin","service":true}"#)
+        .arg(format!(r#"{{"name":"{name}","role":"{role}","service":true}}"#))
         .arg(format!("http://{addr}/api/v1/tokens"))
         .output()?;
     let created = String::from_utf8_lossy(&created.stdout).into_owned();
@@ -75,4 +80,40 @@ pub fn wait_until_ok(url: &str, timeout: Duration) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     bail!("{url} did not answer 2xx within {} s", timeout.as_secs())
+}
+
+/// A free port on loopback, for a server a step starts.
+pub fn free_loopback_addr() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
+/// How long a demo server may take to get ready (its first start compiles the Python and JavaScript plugins
+/// unless `target/browser-cache` holds them).
+const DEMO_READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Starts `plugwatch serve --demo` (the binary `plugwatch`) on a free loopback port with its data in
+/// `work/data` and its log in `log`, and waits until it is ready; the documented demo password, the shared
+/// compile cache. Returns the server (killed when dropped) and its address.
+pub fn start_demo(root: &Path, plugwatch: &Path, work: &Path, log: &Path) -> anyhow::Result<(Killed, String)> {
+    let addr = free_loopback_addr()?;
+    let server = Killed(
+        Command::new(plugwatch)
+            .args(["serve", "--demo", "--listen", &addr, "--data-dir"])
+            .arg(work.join("data"))
+            // The documented demo password, not one from the caller's environment.
+            .env_remove("PLUGWATCH_ADMIN_PASSWORD")
+            .env("PLUGWATCH_CACHE_DIR", root.join("target/browser-cache"))
+            .env("PLUGWATCH_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start plugwatch serve --demo")?,
+    );
+    let waited = std::time::Instant::now();
+    wait_until_ok(&format!("http://{addr}/readyz"), DEMO_READY_TIMEOUT)
+        .with_context(|| format!("the demo server did not get ready; its log: {}", log.display()))?;
+    println!("xtask: demo server ready on {addr} in {:.1} s", waited.elapsed().as_secs_f64());
+    Ok((server, addr))
 }
