@@ -260,6 +260,36 @@ fn after_kill_9_at_most_one_flush_interval_of_telemetry_is_lost() {
     restarted.child.wait().unwrap();
 }
 
+/// A text log that goes to a pipe (a file, a container's log) is plain text: no colour escapes.
+#[test]
+fn a_piped_text_log_has_no_colour_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "text", "--data-dir"])
+        .arg(dir.path())
+        .env("PLUGWATCH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("PLUGWATCH_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let listening = line.contains("plugwatch is listening.");
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.iter().any(|l| l.contains("plugwatch is listening.")), "{seen:?}");
+    assert!(seen.iter().all(|l| !l.contains('\x1b')), "colour escapes in a piped log: {seen:?}");
+}
+
 #[test]
 fn sigterm_drains_flushes_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
