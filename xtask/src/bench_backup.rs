@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::bench_http::{PAYLOAD, echo_component, upload, which};
-use crate::server::{Killed, admin_token, json_field, json_number, wait_until_ok};
+use crate::server::{Killed, admin_token, json, wait_until_ok};
 
 const SERVE: &str = "127.0.0.1:18502";
 /// Rounds per condition (without, during), alternating, and how long each is loaded: as long as a backup
@@ -404,12 +404,14 @@ fn create_backup(token: &str) -> anyhow::Result<Backup> {
     if code != 201 {
         bail!("POST /api/v1/backups answered {code}: {body}");
     }
+    let backup = json(&body)?;
+    let number = |key: &str| backup[key].as_u64().with_context(|| format!("no {key} in the backup: {body}"));
     Ok(Backup {
-        id: json_field(&body, "id").context("no id in the backup")?,
+        id: backup["id"].as_str().map(str::to_owned).with_context(|| format!("no id in the backup: {body}"))?,
         took,
-        size_bytes: json_number(&body, "size_bytes").context("no size_bytes")?,
-        database_bytes: json_number(&body, "database_bytes").context("no database_bytes")?,
-        artifacts: json_number(&body, "artifacts").context("no artifacts")?,
+        size_bytes: number("size_bytes")?,
+        database_bytes: number("database_bytes")?,
+        artifacts: number("artifacts")?,
     })
 }
 

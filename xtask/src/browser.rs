@@ -9,9 +9,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-/// The demo's documented admin password (`DEMO_ADMIN_PASSWORD` in `crates/plugwatch`).
-const DEMO_PASSWORD: &str = "plugwatch-demo";
-
 /// Installs what the browser tests need: their npm packages (pinned in `tests/browser/package-lock.json`)
 /// unless already installed from the same lock, and Debian's Chromium if there is none.
 pub fn tools(root: &Path) -> anyhow::Result<()> {
@@ -81,7 +78,7 @@ fn run_inner(root: &Path) -> anyhow::Result<()> {
             .current_dir(root.join("tests/browser"))
             .env("PLUGWATCH_URL", format!("http://{addr}"))
             .env("PLUGWATCH_USERNAME", "admin")
-            .env("PLUGWATCH_PASSWORD", DEMO_PASSWORD)
+            .env("PLUGWATCH_PASSWORD", crate::server::DEMO_PASSWORD)
             .env("NO_COLOR", "1")
             .env("PLUGWATCH_FIXTURES", &fixtures)
             .env("PLUGWATCH_BIN", root.join("target/debug/plugwatch"))

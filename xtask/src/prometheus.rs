@@ -15,9 +15,6 @@ use serde_json::Value;
 
 use crate::server::Killed;
 
-/// The demo's documented admin password (`DEMO_ADMIN_PASSWORD` in `crates/plugwatch`).
-const DEMO_PASSWORD: &str = "plugwatch-demo";
-
 /// How long Prometheus may take, once plugwatch is ready, to scrape it and have two samples for every
 /// rate of the dashboard (scrape and evaluation interval: 15 s in the committed configuration).
 const DATA_TIMEOUT: Duration = Duration::from_secs(150);
@@ -85,8 +82,8 @@ fn run_inner(root: &Path) -> anyhow::Result<()> {
 
     // The least role that may read /metrics: `viewer` (Permission::Read). The one role without Read,
     // `invoker`, must be refused, or the claim (and the documentation's advice) is wrong.
-    let token = crate::server::service_token(&addr, DEMO_PASSWORD, &work, "prometheus", "viewer")?;
-    let invoker = crate::server::service_token(&addr, DEMO_PASSWORD, &work, "xtask-invoker", "invoker")?;
+    let token = crate::server::service_token(&addr, crate::server::DEMO_PASSWORD, &work, "prometheus", "viewer")?;
+    let invoker = crate::server::service_token(&addr, crate::server::DEMO_PASSWORD, &work, "xtask-invoker", "invoker")?;
     let metrics = format!("http://{addr}/metrics");
     ensure!(http_status(&metrics, Some(&token))? == 200, "a viewer token cannot read {metrics}");
     let refused = http_status(&metrics, Some(&invoker))?;

@@ -43,7 +43,8 @@ pub fn service_token(addr: &str, password: &str, work: &Path, name: &str, role: 
         .arg(format!("http://{addr}/api/v1/auth/login"))
         .output()?;
     let login = String::from_utf8_lossy(&login.stdout).into_owned();
-    let csrf = json_field(&login, "csrf_token").with_context(|| format!("sign-in failed: {login}"))?;
+    let csrf =
+        json(&login)?["csrf_token"].as_str().map(str::to_owned).with_context(|| format!("sign-in failed: {login}"))?;
     let created = Command::new("curl")
         .args(["-s", "-b"])
         .arg(&jar)
@@ -52,21 +53,12 @@ pub fn service_token(addr: &str, password: &str, work: &Path, name: &str, role: 
         .arg(format!("http://{addr}/api/v1/tokens"))
         .output()?;
     let created = String::from_utf8_lossy(&created.stdout).into_owned();
-    json_field(&created, "secret").with_context(|| format!("no token: {created}"))
+    json(&created)?["secret"].as_str().map(str::to_owned).with_context(|| format!("no token: {created}"))
 }
 
-/// The string value of `"key":"…"` in a small JSON document (xtask carries no JSON parser).
-pub fn json_field(json: &str, key: &str) -> Option<String> {
-    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let end = json[start..].find('"')?;
-    Some(json[start..start + end].to_owned())
-}
-
-/// The unsigned integer value of `"key":123` in a small JSON document.
-pub fn json_number(json: &str, key: &str) -> Option<u64> {
-    let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits: String = json[start..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+/// A JSON document an HTTP call answered, or what it answered instead.
+pub fn json(body: &str) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_str(body).with_context(|| format!("not JSON: {body}"))
 }
 
 /// Waits until `url` answers 2xx (a readiness probe), polling for at most `timeout`.
@@ -87,6 +79,9 @@ pub fn free_loopback_addr() -> anyhow::Result<String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
     Ok(listener.local_addr()?.to_string())
 }
+
+/// The demo's documented admin password (`DEMO_ADMIN_PASSWORD` in `crates/plugwatch`).
+pub const DEMO_PASSWORD: &str = "plugwatch-demo";
 
 /// How long a demo server may take to get ready (its first start compiles the Python and JavaScript plugins
 /// unless `target/browser-cache` holds them).

@@ -119,7 +119,7 @@ fn write_archive(partial: &Path, manifest: &Manifest, files: &[std::path::PathBu
     Ok(file.metadata()?.len())
 }
 
-/// How much of a file the backup writes back, and reads, at a time.
+/// How much of the archive is written back at a time.
 const WINDOW: u64 = 8 << 20;
 
 /// A file written through from the writing thread, a window at a time: each window's write-back starts
@@ -186,10 +186,15 @@ fn write_back_while(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         idle_priority();
+        // Opened once SQLite has created it.
+        let mut file = None;
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(std::time::Duration::from_millis(250));
+            if file.is_none() {
+                file = File::open(&path).ok();
+            }
             #[cfg(target_os = "linux")]
-            if let Ok(file) = File::open(&path) {
+            if let Some(file) = &file {
                 use std::os::fd::AsRawFd;
                 // SAFETY: a plain syscall on a descriptor this thread owns.
                 unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
@@ -248,6 +253,8 @@ fn idle_priority() {
     }
 }
 
+/// The archive name for `t`; within a second that has backups already, with a counter above theirs (so
+/// that names sort in the order they were taken, even after some of them were deleted).
 fn unused_id(dir: &Path, taken: &[String], t: SystemTime) -> String {
     let first = format!("{PREFIX}{}", stamp(t));
     let mut names: Vec<String> = taken.to_vec();

@@ -397,8 +397,6 @@ impl ServeConfig {
         Ok(())
     }
 
-    /// The key that encrypts secrets at rest: `secret_key`, else the key in `secret_key_file`, else the
-    /// data directory's own key file. A malformed key is refused, naming the setting and what is wrong.
     /// Opens the configured database: PostgreSQL at `database_url`, else SQLite in the data directory.
     pub async fn open_store(&self) -> Result<plugwatch_store::Store, crate::ServerError> {
         let keys = self.key_source().map_err(crate::ServerError::Config)?;
@@ -408,6 +406,8 @@ impl ServeConfig {
         })
     }
 
+    /// The key that encrypts secrets at rest: `secret_key`, else the key in `secret_key_file`, else the
+    /// data directory's own key file. A malformed key is refused, naming the setting and what is wrong.
     pub fn key_source(&self) -> Result<plugwatch_store::KeySource, String> {
         use plugwatch_store::{KeySource, SecretKey};
         if let Some(key) = &self.secret_key {

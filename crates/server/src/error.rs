@@ -140,6 +140,19 @@ impl From<Problem> for ApiError {
     }
 }
 
+/// A store error that reached a handler through any crate: what the configured database cannot do is 501
+/// `not_supported`, with the reason; anything else is an internal error.
+impl From<plugwatch_store::StoreError> for ApiError {
+    fn from(e: plugwatch_store::StoreError) -> Self {
+        match e {
+            plugwatch_store::StoreError::Unsupported(_) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", e.to_string())
+            }
+            error => internal(&error),
+        }
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         use StatusCode as S;
@@ -158,7 +171,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::VersionConflict { .. } => ApiError::new(S::CONFLICT, "version_conflict", message),
             RegistryError::NoPreviousVersion(_) => ApiError::new(S::CONFLICT, "no_previous_version", message),
             RegistryError::Draining => ApiError::new(S::SERVICE_UNAVAILABLE, "draining", message).retry_after(5),
-            RegistryError::Store(error) => internal(&error),
+            RegistryError::Store(error) => error.into(),
         }
     }
 }
@@ -180,10 +193,7 @@ impl From<plugwatch_alerts::AlertsError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {kind} with id {id}"))
             }
             E::Store(S::Conflict(message)) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            E::Store(error @ S::Unsupported(_)) => {
-                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", error.to_string())
-            }
-            E::Store(error) => internal(&error),
+            E::Store(error) => error.into(),
         }
     }
 }
@@ -204,10 +214,8 @@ impl From<plugwatch_backup::BackupError> for ApiError {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "backup_key", message)
             }
             E::RestorePending(_) | E::Locked(_) => ApiError::new(S::CONFLICT, "restore_pending", message),
-            E::Store(plugwatch_store::StoreError::Unsupported(_)) => {
-                ApiError::new(S::NOT_IMPLEMENTED, "not_supported", message)
-            }
-            E::Io(_) | E::Destination { .. } | E::Store(_) | E::S3(_) => internal(&message),
+            E::Store(error) => error.into(),
+            E::Io(_) | E::Destination { .. } | E::S3(_) => internal(&message),
         }
     }
 }
@@ -228,7 +236,7 @@ impl From<plugwatch_access::AccessError> for ApiError {
             E::LastAdmin => ApiError::new(S::CONFLICT, "last_admin", message),
             E::Forbidden(_) => ApiError::new(S::FORBIDDEN, "forbidden", message),
             E::InvalidInput(_) => ApiError::new(S::BAD_REQUEST, "invalid_input", message),
-            E::Store(error) => internal(&error),
+            E::Store(error) => error.into(),
         }
     }
 }

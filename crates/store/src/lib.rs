@@ -168,13 +168,15 @@ impl Store {
 
     /// The migrations, then the clear-text secrets of an older database sealed.
     async fn finish_open(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(db) => snapshot::SQLITE_MIGRATOR.run(&db.pool).await?,
-            Backend::Postgres(db) => snapshot::POSTGRES_MIGRATOR.run(&db.pool).await?,
-        }
         let sealed = match &self.backend {
-            Backend::Sqlite(db) => db.seal_clear_rows().await?,
-            Backend::Postgres(db) => db.seal_clear_rows().await?,
+            Backend::Sqlite(db) => {
+                snapshot::SQLITE_MIGRATOR.run(&db.pool).await?;
+                db.seal_clear_rows().await?
+            }
+            Backend::Postgres(db) => {
+                snapshot::POSTGRES_MIGRATOR.run(&db.pool).await?;
+                db.seal_clear_rows().await?
+            }
         };
         if sealed > 0 {
             tracing::info!(message = "Encrypted the clear-text secrets of an older database.", values = sealed);
@@ -185,14 +187,6 @@ impl Store {
     /// SQLite's database file, or `None` on PostgreSQL.
     pub fn sqlite_file(&self) -> Option<&Path> {
         self.sqlite_file.as_deref().map(PathBuf::as_path)
-    }
-
-    /// Which database this is, for logs: `sqlite` or `postgres`.
-    pub fn backend_name(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
     }
 }
 
