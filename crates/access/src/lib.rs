@@ -94,6 +94,9 @@ impl Default for AccessConfig {
     }
 }
 
+/// How a change to tokens or users is named to the other replicas (see [`Store::announce`]).
+pub const ACCESS_CHANGE: &str = "access";
+
 /// Access control over the store. Cheap to clone.
 #[derive(Clone)]
 pub struct Access {
@@ -134,6 +137,21 @@ impl Access {
 
     pub fn config(&self) -> &AccessConfig {
         &self.config
+    }
+
+    /// Forgets the tokens that authenticated recently, here and (announced) on the other replicas: a
+    /// change to tokens or users applies at once everywhere the announcement is heard, and within the
+    /// cache's 5 s anyway.
+    async fn tokens_changed(&self) {
+        self.token_cache.clear();
+        if let Err(error) = self.store.announce(ACCESS_CHANGE).await {
+            tracing::warn!(message = "Could not tell the other replicas of an access change.", %error);
+        }
+    }
+
+    /// Forgets the tokens that authenticated recently: another replica changed tokens or users.
+    pub fn forget_cached_tokens(&self) {
+        self.token_cache.clear();
     }
 
     /// Deletes audit entries past retention, login attempts lockout no longer needs, and expired sessions;

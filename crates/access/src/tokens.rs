@@ -143,7 +143,7 @@ impl Access {
             return Err(AccessError::Forbidden(format!("token {id} is not yours to revoke")));
         }
         let t = self.store.revoke_token(id, self.now()).await?.ok_or(AccessError::UnknownToken(id))?;
-        self.token_cache.clear();
+        self.tokens_changed().await;
         token_info(t)
     }
 }

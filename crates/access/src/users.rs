@@ -119,7 +119,7 @@ impl Access {
             password_hash: hash.as_deref(),
         };
         let changed = self.store.update_user(username, &change, self.now()).await?;
-        self.token_cache.clear();
+        self.tokens_changed().await;
         guarded(username, changed).and_then(user)
     }
 
@@ -142,7 +142,7 @@ impl Access {
     /// listed, under its name).
     pub async fn delete_user(&self, username: &str) -> Result<()> {
         let deleted = self.store.delete_user(username, self.now()).await?;
-        self.token_cache.clear();
+        self.tokens_changed().await;
         guarded(username, deleted)
     }
 

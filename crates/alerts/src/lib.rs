@@ -8,6 +8,12 @@
 //! outbox before anything is sent, and the outbox is written before the transition that caused it, so a
 //! crash between the two repeats a notification rather than losing it: delivery is **at least once**, and a
 //! receiver can drop duplicates by `X-Plugwatch-Delivery`. Sending never runs on the invocation path.
+//!
+//! With several replicas on one database only the leader evaluates and delivers (`run`'s `leading`):
+//! a replica that becomes the leader first re-reads the alert states and the configuration, as a restart
+//! would, so no transition is lost; a notification the old leader was sending when it died is sent again
+//! (still at least once). A change to rules, silences or channels is announced to the other replicas,
+//! whose [`Alerts::reload`] makes the next evaluation read it.
 
 pub mod channels;
 pub mod eval;
@@ -28,6 +34,9 @@ use tokio::sync::{Mutex, Notify, watch};
 
 pub use channels::{SendError, SettingError};
 pub use eval::PluginTarget;
+
+/// How an alerting change is named to the other replicas (see [`Store::announce`]).
+pub const ALERTS_CHANGE: &str = "alerts";
 pub use rules::{FieldError, backup_rules, default_rules};
 
 /// The plugins to evaluate, from whoever knows them (the registry): the active version of every enabled
@@ -420,9 +429,29 @@ impl Alerts {
         }
     }
 
-    /// Forgets the loaded rules, silences and channels: the next reader loads them again.
+    /// Forgets the loaded rules, silences and channels (the next reader loads them again), and tells the
+    /// other replicas to do the same.
     async fn changed(&self) {
+        self.reload().await;
+        if let Err(error) = self.inner.store.announce(ALERTS_CHANGE).await {
+            tracing::warn!(message = "Could not tell the other replicas of an alerting change.", %error);
+        }
+    }
+
+    /// Forgets the loaded rules, silences and channels: another replica changed them.
+    pub async fn reload(&self) {
         self.inner.state.lock().await.config = None;
+    }
+
+    /// Continues from what the store holds, as after a restart: the alert states and configuration
+    /// re-read, the repeat timers and failing channels forgotten. When this process becomes the leader.
+    async fn resume(&self) -> Result<()> {
+        let records = self.inner.store.alert_records().await?;
+        *self.inner.state.lock().await = EvalState {
+            records: records.into_iter().map(|r| ((r.rule_id, r.series.clone()), r)).collect(),
+            ..EvalState::default()
+        };
+        Ok(())
     }
 
     async fn loaded(&self) -> Result<Arc<Loaded>> {
@@ -717,8 +746,31 @@ impl Alerts {
         Ok(())
     }
 
-    /// Runs evaluation and delivery until `stop` turns true, and prunes old history and deliveries hourly.
-    pub async fn run(self, stop: watch::Receiver<bool>) {
+    /// Runs evaluation and delivery while `leading` is true, until `stop` turns true, and prunes old
+    /// history and deliveries hourly. Each time `leading` turns true, first continues from the store.
+    pub async fn run(self, mut stop: watch::Receiver<bool>, mut leading: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                led = leading.wait_for(|l| *l) => if led.is_err() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if let Err(error) = self.resume().await {
+                tracing::error!(message = "Cannot read the alert states; retrying.", %error);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+            tokio::select! {
+                () = self.clone().evaluate_and_deliver(stop.clone()) => return,
+                _ = leading.wait_for(|l| !*l) => {
+                    tracing::info!(message = "No longer the leader: alert evaluation and delivery paused.");
+                }
+            }
+        }
+    }
+
+    async fn evaluate_and_deliver(self, stop: watch::Receiver<bool>) {
         let evaluate = {
             let (this, mut stop) = (self.clone(), stop.clone());
             async move {

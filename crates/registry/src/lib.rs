@@ -8,6 +8,10 @@
 //! Opening the registry reads the store only; the stored plugins are then compiled and loaded by
 //! [`Registry::load_all`] while the server already answers (an entry is [`Loaded::Loading`] until then, and
 //! invoking it is [`RegistryError::Loading`], not "unknown").
+//!
+//! With several replicas on one database, each change is announced to the others, which re-read the
+//! plugin ([`Registry::sync`]); a component another replica uploaded is fetched from the database once and
+//! kept in the data directory.
 
 mod dispatch;
 mod manifest;
@@ -71,6 +75,9 @@ impl From<StoreError> for RegistryError {
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// How a plugin change is named to the other replicas (`registry:<plugin>`, see [`Store::announce`]).
+pub const REGISTRY_CHANGE: &str = "registry:";
 
 /// A plugin as the registry sees it now.
 #[derive(Clone)]
@@ -341,10 +348,13 @@ impl Registry {
         let _guard = self.inner.changes.lock().await;
         let sha256 = self.inner.artifacts.put(&component)?;
         debug_assert_eq!(sha256, plugin.sha256());
+        // Where other replicas fetch it from, before any of them can hear of the version.
+        self.inner.store.put_shared_artifact(&sha256, &component).await?;
         let new = plugwatch_store::NewVersion { sha256: sha256.clone(), size: component.len() as u64, ..new };
         // Storing and activating are one transaction: an upload is stored whole or not at all.
         let created = matches!(self.inner.store.insert_version(&new, activate).await?, Stored::Created { .. });
         self.reload(&new.plugin).await?;
+        self.announce(&new.plugin).await;
         let entry = self.plugin(&new.plugin)?;
         let active = entry.active.as_ref().is_some_and(|a| a.version.version == new.version);
         Ok(Uploaded { plugin: new.plugin, version: new.version, sha256, created, active })
@@ -353,13 +363,17 @@ impl Registry {
     pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<()> {
         let _guard = self.inner.changes.lock().await;
         self.inner.store.set_enabled(name, enabled).await?;
-        self.reload(name).await
+        self.reload(name).await?;
+        self.announce(name).await;
+        Ok(())
     }
 
     pub async fn activate(&self, name: &str, version: &str) -> Result<()> {
         let _guard = self.inner.changes.lock().await;
         self.inner.store.activate(name, version).await?;
-        self.reload(name).await
+        self.reload(name).await?;
+        self.announce(name).await;
+        Ok(())
     }
 
     /// Makes the previous version active again; returns it.
@@ -367,6 +381,7 @@ impl Registry {
         let _guard = self.inner.changes.lock().await;
         let version = self.inner.store.rollback(name).await?;
         self.reload(name).await?;
+        self.announce(name).await;
         Ok(version)
     }
 
@@ -375,12 +390,63 @@ impl Registry {
         let unused = self.inner.store.delete_plugin(name).await?;
         for sha256 in unused {
             self.inner.artifacts.remove(&sha256)?;
+            self.inner.store.remove_shared_artifact(&sha256).await?;
         }
+        self.forget(name);
+        self.announce(name).await;
+        Ok(())
+    }
+
+    /// Drops a deleted plugin from memory: its entry and its telemetry.
+    fn forget(&self, name: &str) {
         self.inner.telemetry.remove_plugin(name);
         let mut plugins = self.inner.snapshot.load().plugins.clone();
         plugins.remove(name);
         self.publish(plugins);
-        Ok(())
+    }
+
+    /// Tells the other replicas on the same database that a plugin changed. A lost announcement is not an
+    /// error: they also re-read the registry periodically ([`Registry::sync`]).
+    async fn announce(&self, name: &str) {
+        if let Err(error) = self.inner.store.announce(&format!("{REGISTRY_CHANGE}{name}")).await {
+            tracing::warn!(message = "Could not tell the other replicas of a plugin change.", plugin = %name, %error);
+        }
+    }
+
+    /// Brings memory up to what the store holds, for changes another replica made: the plugin `only`
+    /// (or every plugin) re-read, a changed one reloaded (its component compiled if its active version
+    /// changed), a deleted one forgotten, a new one loaded. Returns the plugins that changed.
+    pub async fn sync(&self, only: Option<&str>) -> Result<Vec<String>> {
+        let stored: BTreeMap<String, PluginRecord> = match only {
+            Some(name) => match self.inner.store.plugin(name).await {
+                Ok(record) => BTreeMap::from([(record.name.clone(), record)]),
+                Err(StoreError::UnknownPlugin(_)) => BTreeMap::new(),
+                Err(error) => return Err(error.into()),
+            },
+            None => self.inner.store.plugins().await?.into_iter().map(|r| (r.name.clone(), r)).collect(),
+        };
+        let current = self.inner.snapshot.load().plugins.clone();
+        let mut changed = Vec::new();
+        let known: Vec<&String> = match only {
+            Some(name) => current.keys().filter(|k| k.as_str() == name).collect(),
+            None => current.keys().collect(),
+        };
+        for name in known {
+            if !stored.contains_key(name) {
+                let _guard = self.inner.changes.lock().await;
+                self.forget(name);
+                changed.push(name.clone());
+            }
+        }
+        for (name, record) in &stored {
+            if current.get(name).is_some_and(|entry| &entry.record == record) {
+                continue;
+            }
+            let _guard = self.inner.changes.lock().await;
+            self.reload(name).await?;
+            changed.push(name.clone());
+        }
+        Ok(changed)
     }
 
     /// Runs one plugin's active version once and records the invocation.
@@ -444,7 +510,7 @@ impl Registry {
 
     /// Loads a stored version's component; a failure is logged and returned as the reason.
     async fn load_version(&self, name: &str, version: &VersionRecord) -> std::result::Result<Plugin, String> {
-        let loaded = match self.inner.artifacts.get(&version.sha256) {
+        let loaded = match self.artifact(&version.sha256).await {
             Ok(bytes) => {
                 let options = LoadOptions {
                     limits: version.limits.clone(),
@@ -460,6 +526,20 @@ impl Registry {
             tracing::error!(message = "Plugin failed to load.", plugin = %name, version = %version.version, %reason);
         }
         loaded
+    }
+
+    /// A component from the data directory or, when another replica stored it, from the database (then
+    /// kept in the data directory, its hash checked).
+    async fn artifact(&self, sha256: &str) -> Result<Vec<u8>> {
+        let local = self.inner.artifacts.get(sha256);
+        if local.is_ok() || !self.inner.store.is_shared() {
+            return Ok(local?);
+        }
+        let Some(bytes) = self.inner.store.shared_artifact(sha256).await? else { return Ok(local?) };
+        if self.inner.artifacts.put(&bytes)? != sha256 {
+            return Err(StoreError::BadArtifact(sha256.to_owned()).into());
+        }
+        Ok(bytes)
     }
 
     fn publish(&self, plugins: BTreeMap<String, Arc<Entry>>) {

@@ -39,3 +39,17 @@ impl Registry {
         }
     }
 }
+
+impl Registry {
+    /// Reads what the other replicas on the same database have flushed of the live window and hands it
+    /// to telemetry, so that its windows (the overview, alert rules) are the cluster's. A no-op on SQLite.
+    pub async fn refresh_peers(&self, now: SystemTime) -> Result<()> {
+        if !self.inner.store.is_shared() {
+            return Ok(());
+        }
+        let telemetry = &self.inner.telemetry;
+        let rows = self.inner.store.peer_rollups(now - telemetry.live_window()).await?;
+        telemetry.set_peers(rows);
+        Ok(())
+    }
+}

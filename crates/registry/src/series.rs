@@ -69,17 +69,20 @@ impl Registry {
         let resolution_secs = resolution.seconds() as u64;
         step = step.div_ceil(resolution_secs) * resolution_secs;
         let stored = self.inner.store.rollups(plugin, version, resolution, from, to).await?;
-        // Buckets still in memory hold their whole interval (what a restart restored included) and are the
-        // freshest: each replaces the stored row of its version and start.
-        let mut rows: BTreeMap<(i64, String), StoredRollup> = BTreeMap::new();
+        // Buckets still in memory hold their whole interval as far as this replica knows (what a restart
+        // restored included) and are the freshest: each replaces this replica's stored row of its version
+        // and start. Other replicas' rows add to them.
+        let replica = self.inner.store.replica();
+        let mut rows: BTreeMap<(i64, String, String), StoredRollup> = BTreeMap::new();
         for s in stored {
-            rows.insert((s.rollup.start, s.rollup.version.clone()), s);
+            rows.insert((s.rollup.start, s.rollup.version.clone(), s.replica.clone()), s);
         }
         for live in self.inner.telemetry.live(plugin, version, resolution, from, to) {
-            rows.insert((live.start, live.version.clone()), StoredRollup { rollup: live, quantiles: None });
+            let key = (live.start, live.version.clone(), replica.clone());
+            rows.insert(key, StoredRollup { rollup: live, quantiles: None, replica: replica.clone() });
         }
         let mut points: BTreeMap<i64, Accumulated> = BTreeMap::new();
-        for ((start, _), StoredRollup { rollup, quantiles }) in rows {
+        for ((start, _, _), StoredRollup { rollup, quantiles, .. }) in rows {
             let at = start - (start - from_s).rem_euclid(step as i64);
             let Accumulated { point, merged, stored_quantiles } = points.entry(at).or_insert_with(|| Accumulated {
                 point: empty_point(at),
@@ -164,8 +167,9 @@ fn unix(t: SystemTime) -> i64 {
 }
 
 impl Registry {
-    /// Requests per minute over the `minutes` before `now` for each of `plugins` (all versions), oldest
-    /// first: the stored minute rollups, replaced by what memory holds of the same (version, minute).
+    /// Requests per minute over the `minutes` before `now` for each of `plugins` (all versions and
+    /// replicas), oldest first: the stored minute rollups, this replica's replaced by what memory holds of
+    /// the same (version, minute).
     pub async fn sparklines(
         &self,
         plugins: &[&str],
@@ -176,18 +180,19 @@ impl Registry {
         let end = unix(now).div_euclid(minute) * minute;
         let first = end - (minutes as i64 - 1) * minute;
         let from = std::time::UNIX_EPOCH + std::time::Duration::from_secs(first.max(0) as u64);
-        let mut rows: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
-        for (plugin, version, start, requests) in self.inner.store.minute_requests(plugins, from).await? {
-            rows.insert((plugin, version, start), requests);
+        let replica = self.inner.store.replica();
+        let mut rows: BTreeMap<(String, String, String, i64), u64> = BTreeMap::new();
+        for row in self.inner.store.minute_requests(plugins, from).await? {
+            rows.insert((row.plugin, row.version, row.replica, row.start), row.requests);
         }
         for plugin in plugins {
             for live in self.inner.telemetry.live(plugin, None, Resolution::Minute, from, now) {
-                rows.insert((live.plugin.clone(), live.version.clone(), live.start), live.total());
+                rows.insert((live.plugin.clone(), live.version.clone(), replica.clone(), live.start), live.total());
             }
         }
         let mut out: std::collections::HashMap<String, Vec<u64>> =
             plugins.iter().map(|p| ((*p).to_owned(), vec![0; minutes])).collect();
-        for ((plugin, _, start), requests) in rows {
+        for ((plugin, _, _, start), requests) in rows {
             if let (Some(line), true) = (out.get_mut(&plugin), start >= first && start <= end) {
                 line[((start - first) / minute) as usize] += requests;
             }

@@ -73,6 +73,7 @@ pub static RULES: &[Rule] = &[
     rule(Method::POST, "/api/v1/hooks/{hook}", Allowed(Invoke), None),
     rule(Method::GET, "/api/v1/overview", Allowed(Read), None),
     rule(Method::GET, "/api/v1/host", Allowed(Read), None),
+    rule(Method::GET, "/api/v1/cluster", Allowed(Read), None),
     rule(Method::GET, "/api/v1/live", Allowed(Read), None),
     rule(Method::GET, "/api/v1/users", Allowed(ManageUsers), None),
     rule(Method::POST, "/api/v1/users", Allowed(ManageUsers), Some("user.create")),

@@ -49,6 +49,53 @@ pub struct ServeConfig {
     pub alerts: AlertSettings,
     /// Scheduled backups, retention and where archives go.
     pub backup: plugwatch_backup::BackupConfig,
+    /// Several replicas on one PostgreSQL database.
+    pub cluster: ClusterSettings,
+}
+
+/// Several replicas on one PostgreSQL database (ignored on SQLite, which has one process).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// This replica's name, under which it writes its telemetry: each replica needs its own [default:
+    /// `<hostname>:<port>`, e.g. a Kubernetes pod's name and the port; with port 0, the process id].
+    pub replica_id: Option<String>,
+    /// Seconds between checks of which replica leads the singleton work (alerting, retention, backups);
+    /// a new leader takes over within about 11 s plus this after the old one dies.
+    pub leader_check_secs: u64,
+    /// Seconds between reads of what the other replicas flushed, for cluster-wide live figures.
+    pub peers_secs: u64,
+    /// Seconds between full re-reads of the plugins and the alerting configuration: the fallback for a
+    /// change announcement this replica missed (announcements reach the others at once).
+    pub poll_secs: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings { replica_id: None, leader_check_secs: 2, peers_secs: 5, poll_secs: 30 }
+    }
+}
+
+impl ServeConfig {
+    /// The name this replica writes its telemetry under: `cluster.replica_id`, else `<hostname>:<port>`.
+    /// SQLite has one process, the replica `""`.
+    pub fn replica_id(&self) -> String {
+        if self.database_url.is_none() {
+            return String::new();
+        }
+        self.cluster.replica_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "plugwatch".into());
+            match self.listen.port() {
+                // Any port: the process id tells replicas on one machine apart.
+                0 => format!("{host}:pid{}", std::process::id()),
+                port => format!("{host}:{port}"),
+            }
+        })
+    }
 }
 
 /// Alert evaluation and notification delivery.
@@ -129,6 +176,7 @@ impl Default for ServeConfig {
             public_url: None,
             alerts: AlertSettings::default(),
             backup: plugwatch_backup::BackupConfig::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -320,11 +368,21 @@ impl ServeConfig {
     /// Refuses values that cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
         self.backup.validate()?;
+        if let Some(id) = &self.cluster.replica_id
+            && (id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_graphic()))
+        {
+            return Err(format!(
+                "`cluster.replica_id` must be 1 to 128 visible ASCII characters without spaces, not {id:?}"
+            ));
+        }
         let t = &self.telemetry;
         for (name, value) in [
             ("telemetry.flush_interval_secs", t.flush_interval_secs),
             ("telemetry.host_interval_secs", t.host_interval_secs),
             ("telemetry.prune_interval_secs", t.prune_interval_secs),
+            ("cluster.leader_check_secs", self.cluster.leader_check_secs),
+            ("cluster.peers_secs", self.cluster.peers_secs),
+            ("cluster.poll_secs", self.cluster.poll_secs),
         ] {
             if value == 0 {
                 return Err(format!("`{name}` must be at least 1"));
@@ -401,7 +459,9 @@ impl ServeConfig {
     pub async fn open_store(&self) -> Result<plugwatch_store::Store, crate::ServerError> {
         let keys = self.key_source().map_err(crate::ServerError::Config)?;
         Ok(match &self.database_url {
-            Some(url) => plugwatch_store::Store::connect(url.expose(), &self.data_dir, keys).await?,
+            Some(url) => plugwatch_store::Store::connect(url.expose(), &self.data_dir, keys)
+                .await?
+                .with_replica(&self.replica_id()),
             None => plugwatch_store::Store::open_with(&self.data_dir, keys).await?,
         })
     }

@@ -669,6 +669,26 @@ pub struct Ready {
     pub loading: Vec<String>,
 }
 
+/// This replica and the others on the same database.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cluster {
+    /// `sqlite` (one process) or `postgres` (any number of replicas).
+    pub database: &'static str,
+    /// This replica's name (`""` on SQLite).
+    pub replica: String,
+    /// Whether this replica runs alerting, retention and backups now.
+    pub leader: bool,
+    /// Every replica that wrote a host sample in the last two minutes (this one included), by name.
+    pub replicas: Vec<ClusterReplica>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterReplica {
+    pub replica: String,
+    /// Its last host sample (RFC 3339).
+    pub last_seen: String,
+}
+
 pub fn outcomes(counts: &[u64; 9]) -> BTreeMap<&'static str, u64> {
     plugwatch_runtime::Outcome::ALL.iter().zip(counts).filter(|(_, n)| **n > 0).map(|(o, n)| (o.as_str(), *n)).collect()
 }
@@ -683,6 +703,11 @@ pub fn ms(seconds: f64) -> f64 {
 
 /// RFC 3339 in UTC with microseconds, e.g. `2026-11-27T10:00:00.000000Z`. Times past the year 9999 (which
 /// RFC 3339 cannot write) are written as its last instant rather than failing.
+/// [`rfc3339`] of a time in seconds since the Unix epoch (a negative one is the epoch).
+pub fn rfc3339_secs(secs: i64) -> String {
+    rfc3339(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
+}
+
 pub fn rfc3339(t: SystemTime) -> String {
     const LAST: Duration = Duration::from_secs(253_402_300_799);
     humantime::format_rfc3339_micros(t.min(UNIX_EPOCH + LAST)).to_string()

@@ -59,9 +59,17 @@ pub struct Shared {
     pub config: ServeConfig,
     /// Every plugin to be loaded at startup is loaded (the server is ready once this is true).
     pub(crate) started: AtomicBool,
+    /// Whether this process leads the singleton work: always on SQLite; on PostgreSQL while it holds the
+    /// leader's lock (`tasks::leader_loop`).
+    pub(crate) leader: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
+    /// Whether this process runs alerting, retention and backups (see [`Shared::leader`]).
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
     /// Has the server stop as on shutdown, and its `run` return [`Stopped::Restart`].
     pub fn request_restart(&self) {
         self.restart.notify_one();
@@ -209,6 +217,7 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let inventory = Arc::new(tasks::Inventory { registry: registry.clone(), backups: backups.clone() });
         let bound = listener.local_addr()?;
+        let leader = tokio::sync::watch::Sender::new(!store.is_shared());
         let alerts = Alerts::open(store, telemetry, inventory, config.alerts_config(bound)).await?;
         let (_, openapi) = routes(&config);
         let openapi = openapi.to_pretty_json().expect("the OpenAPI document serialises");
@@ -222,6 +231,7 @@ impl Server {
             openapi,
             config,
             started: AtomicBool::new(false),
+            leader,
         }));
         Ok(Server { listener, state })
     }

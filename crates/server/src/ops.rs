@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 
 use crate::AppState;
 use crate::api::ApiErrors;
-use crate::dto::{Health, Ready};
+use crate::dto::{Cluster, ClusterReplica, Health, Ready};
 
 /// The process is alive.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
@@ -42,6 +42,25 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             loading: state.registry.loading(),
         }),
     )
+}
+
+/// This replica, whether it leads, and the replicas seen lately on the same database.
+#[utoipa::path(get, path = "/api/v1/cluster", tag = "operations", responses((status = 200, body = Cluster), ApiErrors))]
+pub async fn cluster(State(state): State<AppState>) -> Result<Json<Cluster>, crate::error::ApiError> {
+    let store = state.registry.store();
+    let since = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    let replicas = store
+        .replicas(since)
+        .await?
+        .into_iter()
+        .map(|r| ClusterReplica { replica: r.replica, last_seen: crate::dto::rfc3339_secs(r.last_sample) })
+        .collect();
+    Ok(Json(Cluster {
+        database: if store.is_shared() { "postgres" } else { "sqlite" },
+        replica: store.replica(),
+        leader: state.is_leader(),
+        replicas,
+    }))
 }
 
 /// Prometheus text exposition of every plugin's series, the host and the process.

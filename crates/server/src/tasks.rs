@@ -1,6 +1,9 @@
 //! Background tasks, each stopping on the one shutdown signal: startup (loading the plugins, then with
 //! `--demo` installing the examples and driving synthetic traffic), the telemetry flush, the host sampler,
-//! retention, scheduled backups, and alerting (evaluation and notification delivery). On shutdown the flush runs once more and writes everything telemetry still holds,
+//! retention, scheduled backups, and alerting (evaluation and notification delivery); with several replicas
+//! on PostgreSQL also the leader election (only the leader runs alerting, retention and backups), the
+//! other replicas' telemetry, and their change announcements (with a periodic re-read as the fallback).
+//! On shutdown the flush runs once more and writes everything telemetry still holds,
 //! including the open bucket. A load still in progress is abandoned, not awaited: its compile may go on on
 //! a blocking thread until the process exits, and writes nothing but an atomically created cache file.
 
@@ -37,8 +40,13 @@ pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> Tasks {
             );
         }
     }
+    if state.registry.store().is_shared() {
+        handles.push(tokio::spawn(leader_loop(state.clone(), stop.clone())));
+        handles.push(tokio::spawn(peers_loop(state.clone(), stop.clone())));
+        handles.push(tokio::spawn(changes_loop(state.clone(), stop.clone())));
+    }
     if state.config.alerts.enabled {
-        handles.push(tokio::spawn(state.alerts.clone().run(stop)));
+        handles.push(tokio::spawn(state.alerts.clone().run(stop, state.leader.subscribe())));
     }
     Tasks { handles }
 }
@@ -153,6 +161,12 @@ async fn prune_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_secs(state.config.telemetry.prune_interval_secs);
     let retention = state.config.telemetry.retention.retention();
     loop {
+        if !state.is_leader() {
+            if !tick(&mut stop, period).await {
+                break;
+            }
+            continue;
+        }
         match state.registry.store().prune(&retention, SystemTime::now()).await {
             Ok(report) => tracing::info!(
                 message = "Retention enforced.",
@@ -169,6 +183,108 @@ async fn prune_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         if !tick(&mut stop, period).await {
             break;
         }
+    }
+}
+
+/// Keeps `state.leader` true while this replica holds the leader's lock, checking every
+/// `cluster.leader_check_secs`; gives the lock up on shutdown, so that another replica takes over at once.
+async fn leader_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(state.config.cluster.leader_check_secs);
+    let mut leadership = state.registry.store().leadership();
+    let replica = state.registry.store().replica();
+    loop {
+        let leading = leadership.check().await;
+        let changed = state.leader.send_if_modified(|was| std::mem::replace(was, leading) != leading);
+        if changed && leading {
+            tracing::info!(message = "This replica is now the leader: it runs alerting, retention and backups.", %replica);
+        } else if changed {
+            tracing::warn!(message = "This replica is no longer the leader.", %replica);
+        }
+        if !tick(&mut stop, period).await {
+            break;
+        }
+    }
+    state.leader.send_replace(false);
+    leadership.release().await;
+}
+
+/// Reads what the other replicas flushed every `cluster.peers_secs`, for cluster-wide live windows.
+async fn peers_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_secs(state.config.cluster.peers_secs);
+    loop {
+        if let Err(error) = state.registry.refresh_peers(SystemTime::now()).await {
+            tracing::warn!(message = "Cannot read the other replicas' telemetry.", %error);
+        }
+        if !tick(&mut stop, period).await {
+            break;
+        }
+    }
+}
+
+/// Applies the changes other replicas announce (a plugin, tokens and users, alerting), and re-reads all of
+/// it every `cluster.poll_secs` and after the listening connection was lost, for announcements missed.
+async fn changes_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    use plugwatch_store::Change;
+    let poll = Duration::from_secs(state.config.cluster.poll_secs);
+    let mut listener = None;
+    let mut next_poll = tokio::time::Instant::now() + poll;
+    loop {
+        if listener.is_none() {
+            match state.registry.store().listen().await {
+                Ok(l) => listener = l,
+                Err(error) => {
+                    tracing::warn!(message = "Cannot listen for the other replicas' changes; polling.", %error)
+                }
+            }
+        }
+        let heard = async {
+            match listener.as_mut() {
+                Some(l) => Some(l.recv().await),
+                None => std::future::pending().await,
+            }
+        };
+        let change = tokio::select! {
+            heard = heard => heard,
+            _ = tokio::time::sleep_until(next_poll) => None,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        match change {
+            Some(Ok(Change::Changed(what))) => apply_change(&state, Some(&what)).await,
+            Some(Ok(Change::Missed)) => apply_change(&state, None).await,
+            Some(Err(error)) => {
+                tracing::warn!(message = "Lost the connection that hears the other replicas' changes.", %error);
+                listener = None;
+                apply_change(&state, None).await;
+                // Not in a tight loop while the database is away.
+                if !tick(&mut stop, Duration::from_secs(1)).await {
+                    break;
+                }
+            }
+            None => {
+                next_poll = tokio::time::Instant::now() + poll;
+                apply_change(&state, None).await;
+            }
+        }
+    }
+}
+
+/// Applies one announced change, or (`None`) re-reads everything another replica may have changed.
+async fn apply_change(state: &AppState, what: Option<&str>) {
+    let plugin = what.and_then(|w| w.strip_prefix(plugwatch_registry::REGISTRY_CHANGE));
+    if what.is_none() || plugin.is_some() {
+        match state.registry.sync(plugin).await {
+            Ok(changed) if !changed.is_empty() => {
+                tracing::info!(message = "Applied another replica's plugin changes.", plugins = ?changed)
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(message = "Cannot re-read the plugins.", %error),
+        }
+    }
+    if what.is_none() || what == Some(plugwatch_access::ACCESS_CHANGE) {
+        state.access.forget_cached_tokens();
+    }
+    if what.is_none() || what == Some(plugwatch_alerts::ALERTS_CHANGE) {
+        state.alerts.reload().await;
     }
 }
 

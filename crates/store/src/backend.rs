@@ -12,12 +12,12 @@ use plugwatch_model::alerts::{
     AlertRecord, Channel, ChannelSpec, Delivery, HistoryEntry, HistoryFilter, Notification, Rule, RuleSpec, SeriesKey,
     Silence, SilenceSpec, Transition,
 };
-use plugwatch_telemetry::{Flush, HostSample, Persisted, Resolution, RunLogEntry};
+use plugwatch_telemetry::{Flush, HostSample, Persisted, Resolution, Rollup, RunLogEntry};
 
 use crate::{
-    AttemptKey, AuditFilter, AuditRow, Guarded, HostPoint, KeyOrigin, NewAuditRow, NewTokenRecord, NewVersion,
-    PluginRecord, PruneReport, Result, Retention, Rotated, SecretKey, SecretValue, SessionRecord, Store, Stored,
-    StoredRollup, TokenRecord, UserChange, UserRecord, VersionRecord,
+    AttemptKey, AuditFilter, AuditRow, Guarded, HostPoint, KeyOrigin, MinuteRequests, NewAuditRow, NewTokenRecord,
+    NewVersion, PluginRecord, PruneReport, ReplicaSeen, Result, Retention, Rotated, SecretKey, SecretValue,
+    SessionRecord, Store, Stored, StoredRollup, TokenRecord, UserChange, UserRecord, VersionRecord,
 };
 
 /// The modules of `sql/`, declared in `sqlite.rs` and `postgres.rs` alike (each first names its `DB`,
@@ -172,9 +172,12 @@ delegate! {
     // sql/telemetry.rs
     async fn write_flush(&self, flush: &Flush) -> Result<()>;
     async fn rollups(&self, plugin: &str, version: Option<&str>, resolution: Resolution, from: SystemTime, to: SystemTime) -> Result<Vec<StoredRollup>>;
-    async fn minute_requests(&self, plugins: &[&str], from: SystemTime) -> Result<Vec<(String, String, i64, u64)>>;
+    async fn minute_requests(&self, plugins: &[&str], from: SystemTime) -> Result<Vec<MinuteRequests>>;
     async fn persisted_telemetry(&self, now: SystemTime, window: Duration) -> Result<Persisted>;
+    async fn peer_rollups(&self, since: SystemTime) -> Result<Vec<Rollup>>;
     async fn runs(&self, plugin: &str, limit: u32, failures_only: bool, before_us: Option<i64>) -> Result<Vec<RunLogEntry>>;
     async fn write_host_sample(&self, s: &HostSample) -> Result<()>;
-    async fn host_points(&self, from: SystemTime, to: SystemTime, step: Duration) -> Result<Vec<HostPoint>>;
+    async fn host_points(&self, from: SystemTime, to: SystemTime, step: Duration, replica: Option<&str>) -> Result<Vec<HostPoint>>;
+    async fn replicas(&self, since: SystemTime) -> Result<Vec<ReplicaSeen>>;
+    fn replica(&self) -> String;
 }

@@ -10,6 +10,7 @@ mod access;
 mod alerts;
 mod artifacts;
 mod backend;
+mod cluster;
 mod model;
 mod plugins;
 // `sql/` is compiled once per database, by design (see `backend.rs`).
@@ -40,11 +41,12 @@ pub use access::{
     UserChange, UserRecord,
 };
 pub use artifacts::Artifacts;
+pub use cluster::{Change, ChangeListener, Leadership};
 pub use model::*;
 pub use retention::{PruneReport, Retention};
 pub use secrets::{KEY_FILE, KeyOrigin, KeySource, Rotated, SecretBox, SecretError, SecretKey, SecretValue};
 pub use snapshot::{SnapshotInfo, check_database_file, describe_snapshot, latest_schema_version};
-pub use telemetry::{HostPoint, StoredRollup};
+pub use telemetry::{HostPoint, MinuteRequests, ReplicaSeen, StoredRollup};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +184,17 @@ impl Store {
             tracing::info!(message = "Encrypted the clear-text secrets of an older database.", values = sealed);
         }
         Ok(())
+    }
+
+    /// This store writing its telemetry (rollups, host samples) as the replica `id`: with several
+    /// replicas on one database, each its own (two processes with one id would overwrite each other's
+    /// rows). Every reader merges the rows of all replicas. A SQLite store is the one replica `""`.
+    pub fn with_replica(mut self, id: &str) -> Store {
+        match &mut self.backend {
+            Backend::Sqlite(db) => db.replica = id.into(),
+            Backend::Postgres(db) => db.replica = id.into(),
+        }
+        self
     }
 
     /// SQLite's database file, or `None` on PostgreSQL.

@@ -11,6 +11,25 @@ use plugwatch_telemetry::Rollup;
 pub struct StoredRollup {
     pub rollup: Rollup,
     pub quantiles: Option<[f64; 4]>,
+    /// The replica that wrote the row (`""` on SQLite): rows of different replicas add up.
+    pub replica: String,
+}
+
+/// Requests of one minute rollup row: a sparkline's point, per replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinuteRequests {
+    pub plugin: String,
+    pub version: String,
+    pub replica: String,
+    pub start: i64,
+    pub requests: u64,
+}
+
+/// A replica that wrote host samples, and when it wrote its last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaSeen {
+    pub replica: String,
+    pub last_sample: i64,
 }
 
 /// One host sample point (averaged when a query's step spans several samples).

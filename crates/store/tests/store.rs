@@ -236,3 +236,131 @@ async fn a_day_of_traffic_takes_at_most_a_megabyte_per_plugin() {
         "the first day (which also fills the run log) added {first_day} bytes"
     );
 }
+
+/// Two replicas on one database (two stores; on SQLite two pools on one file) each write their own rows;
+/// readers see every replica's, a restart restores only its own, and the peers' live window is the others'.
+#[tokio::test]
+async fn replicas_write_their_own_telemetry_and_readers_merge_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = support::open(dir.path()).await.with_replica("a");
+    let b = support::open(dir.path()).await.with_replica("b");
+    for (store, n) in [(&a, 7u64), (&b, 5)] {
+        let telemetry = Telemetry::new(TelemetryConfig::default());
+        let series = telemetry.series("promo", "1.0.0");
+        for i in 0..n {
+            series.record("order.pricing", &invocation(at(7200 + i), Outcome::Ok, Duration::from_millis(1 + i)));
+        }
+        store.write_flush(&telemetry.flush(at(7260))).await.unwrap();
+        let sample = plugwatch_telemetry::HostSampler::new(dir.path()).sample();
+        store.write_host_sample(&sample).await.unwrap();
+    }
+
+    // The same bucket and minute, once per replica, and the store knows whose is whose.
+    let tens = a.rollups("promo", None, Resolution::TenSeconds, at(7200), at(7300)).await.unwrap();
+    assert_eq!(
+        tens.iter().map(|r| (r.replica.as_str(), r.rollup.start, r.rollup.total())).collect::<Vec<_>>(),
+        [("a", 7200, 7), ("b", 7200, 5)]
+    );
+    let minutes = b.rollups("promo", None, Resolution::Minute, at(7200), at(7300)).await.unwrap();
+    assert_eq!(minutes.iter().map(|r| r.rollup.total()).sum::<u64>(), 12, "neither overwrote the other");
+    let sparkline = a.minute_requests(&["promo"], at(7200)).await.unwrap();
+    assert_eq!(sparkline.iter().map(|r| (r.replica.as_str(), r.requests)).collect::<Vec<_>>(), [("a", 7), ("b", 5)]);
+
+    // A restarted replica continues from its own rows only.
+    let own = a.persisted_telemetry(at(7205), Duration::from_secs(900)).await.unwrap();
+    assert_eq!(own.rollups.iter().map(|r| r.total()).collect::<Vec<_>>(), [7, 7, 7], "10 s, minute, hour");
+
+    // Each sees the other's live window, with the latency sketch to merge exactly.
+    let peers = a.peer_rollups(at(7000)).await.unwrap();
+    assert_eq!(peers.iter().map(|r| (r.start, r.total(), r.latency.count())).collect::<Vec<_>>(), [(7200, 5, 5)]);
+    let peers = b.peer_rollups(at(7000)).await.unwrap();
+    assert_eq!(peers.iter().map(|r| r.total()).collect::<Vec<_>>(), [7]);
+    assert!(b.peer_rollups(at(7210)).await.unwrap().is_empty(), "nothing of a starts at or after 7210");
+
+    // Host samples per replica.
+    let seen = a.replicas(UNIX_EPOCH).await.unwrap();
+    assert_eq!(seen.iter().map(|r| r.replica.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    let now = SystemTime::now();
+    let step = Duration::from_secs(3600);
+    let one = a.host_points(now - step, now + step, step, Some("b")).await.unwrap();
+    let all = a.host_points(now - step, now + step, step, None).await.unwrap();
+    assert_eq!((one.len(), all.len()), (1, 1));
+    assert!(a.host_points(now - step, now + step, step, Some("c")).await.unwrap().is_empty());
+}
+
+/// One leader at a time: on PostgreSQL whoever holds the lock, and another takes over once it is given up;
+/// on SQLite the one process always leads.
+#[tokio::test]
+async fn one_replica_leads_and_another_takes_over_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = support::open(dir.path()).await.with_replica("a");
+    let b = support::open(dir.path()).await.with_replica("b");
+    let (mut la, mut lb) = (a.leadership(), b.leadership());
+    if !a.is_shared() {
+        assert!(la.check().await && lb.check().await, "SQLite: one process, always the leader");
+        return;
+    }
+    assert!(la.check().await, "the first to try leads");
+    assert!(!lb.check().await, "the lock is held");
+    assert!(la.check().await && la.is_leader(), "the leader keeps it");
+    assert!(!lb.check().await);
+    la.release().await;
+    assert!(!la.is_leader());
+    assert!(lb.check().await, "another replica takes over once the leader gave it up");
+    assert!(!la.check().await, "and the old leader does not get it back");
+    // A leader whose process ends (its connection closed) frees the lock too.
+    drop(lb);
+    let mut lc = a.leadership();
+    let mut taken = false;
+    for _ in 0..50 {
+        if lc.check().await {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(taken, "the lock of a dropped connection is released");
+}
+
+/// What one replica announces, the others hear (not itself); SQLite has nobody to tell.
+#[tokio::test]
+async fn announcements_reach_the_other_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = support::open(dir.path()).await.with_replica("a");
+    let b = support::open(dir.path()).await.with_replica("b");
+    let Some(mut heard_by_b) = b.listen().await.unwrap() else {
+        assert!(!a.is_shared());
+        a.announce("registry:promo").await.unwrap();
+        return;
+    };
+    let mut heard_by_a = a.listen().await.unwrap().expect("PostgreSQL listens");
+    a.announce("registry:promo").await.unwrap();
+    b.announce("access").await.unwrap();
+    let within = Duration::from_secs(5);
+    let got = tokio::time::timeout(within, heard_by_b.recv()).await.expect("b hears a").unwrap();
+    assert_eq!(got, plugwatch_store::Change::Changed("registry:promo".into()));
+    let got = tokio::time::timeout(within, heard_by_a.recv()).await.expect("a hears b").unwrap();
+    assert_eq!(got, plugwatch_store::Change::Changed("access".into()), "a skipped its own announcement");
+}
+
+/// On PostgreSQL a component is kept in the database, in chunks, for every replica; SQLite keeps none.
+#[tokio::test]
+async fn plugin_components_are_shared_through_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::open(dir.path()).await;
+    let bytes: Vec<u8> = (0..(5u32 << 19)).map(|i| (i * 7 % 251) as u8).collect(); // 2.5 MiB: 3 chunks
+    let sha = "ab".repeat(32);
+    store.put_shared_artifact(&sha, &bytes).await.unwrap();
+    if !store.is_shared() {
+        assert_eq!(store.shared_artifact(&sha).await.unwrap(), None);
+        return;
+    }
+    assert_eq!(support::count(dir.path(), "SELECT COUNT(*) FROM artifact_chunks").await, 3);
+    store.put_shared_artifact(&sha, &bytes).await.unwrap();
+    assert_eq!(support::count(dir.path(), "SELECT COUNT(*) FROM artifact_chunks").await, 3, "stored once");
+    let other = support::open(dir.path()).await.with_replica("other");
+    assert_eq!(other.shared_artifact(&sha).await.unwrap().as_deref(), Some(&bytes[..]));
+    assert_eq!(other.shared_artifact(&"cd".repeat(32)).await.unwrap(), None);
+    store.remove_shared_artifact(&sha).await.unwrap();
+    assert_eq!(other.shared_artifact(&sha).await.unwrap(), None);
+}

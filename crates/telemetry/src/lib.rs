@@ -260,6 +260,31 @@ pub struct Telemetry {
     series: RwLock<BTreeMap<String, BTreeMap<String, Arc<Series>>>>,
     /// The host sampler's latest sample.
     host: std::sync::Mutex<Option<HostSample>>,
+    /// Other replicas' 10 s buckets (see [`Telemetry::set_peers`]).
+    peers: RwLock<Arc<Peers>>,
+}
+
+/// What the other replicas on the same database have flushed of the live window: their 10 s buckets,
+/// merged across replicas, by series and start.
+#[derive(Debug, Default)]
+struct Peers {
+    buckets: BTreeMap<(String, String), BTreeMap<i64, Rollup>>,
+}
+
+impl Peers {
+    /// Adds the buckets of `(plugin, version)` starting at or after `from` to `total`; the latest start
+    /// with traffic.
+    fn add(&self, plugin: &str, version: &str, from: i64, total: &mut Rollup) -> Option<SystemTime> {
+        let buckets = self.buckets.get(&(plugin.to_owned(), version.to_owned()))?;
+        let mut last = None;
+        for (start, bucket) in buckets.range(from..) {
+            total.merge(bucket);
+            if bucket.total() > 0 {
+                last = Some(UNIX_EPOCH + Duration::from_secs((*start).max(0) as u64));
+            }
+        }
+        last
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -279,7 +304,35 @@ impl Telemetry {
             "the telemetry bucket must be a whole number of seconds dividing 60, not {:?}",
             config.bucket
         );
-        Telemetry { config, series: RwLock::new(BTreeMap::new()), host: std::sync::Mutex::new(None) }
+        Telemetry {
+            config,
+            series: RwLock::new(BTreeMap::new()),
+            host: std::sync::Mutex::new(None),
+            peers: RwLock::default(),
+        }
+    }
+
+    /// Replaces what the other replicas on the same database have flushed (their 10 s buckets of the live
+    /// window, each replica's own row per bucket, as the store reads them): from then on every window
+    /// ([`overview`](Telemetry::overview), [`window`](Telemetry::window),
+    /// [`plugin_window`](Telemetry::plugin_window)) is the cluster's, this process's live buckets plus
+    /// theirs. [`live`](Telemetry::live), the series' rows, and `/metrics` stay this process's own.
+    pub fn set_peers(&self, rollups: Vec<Rollup>) {
+        let mut peers = Peers::default();
+        for rollup in rollups {
+            let key = (rollup.plugin.clone(), rollup.version.clone());
+            match peers.buckets.entry(key).or_default().entry(rollup.start) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(rollup);
+                }
+                std::collections::btree_map::Entry::Occupied(mut slot) => slot.get_mut().merge(&rollup),
+            }
+        }
+        *self.peers.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(peers);
+    }
+
+    fn peers(&self) -> Arc<Peers> {
+        self.peers.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Keeps the host sampler's latest sample, for readers (the overview, `/metrics`, alert rules).
@@ -350,24 +403,57 @@ impl Telemetry {
     /// One entry per series, over the last minute before `now` (closed buckets still in memory and the open
     /// ones), sorted by plugin and version.
     pub fn overview(&self, now: SystemTime) -> Vec<LiveStats> {
-        let now_secs = unix_secs(now);
-        self.all().iter().map(|series| stats(series, now, now_secs, 60)).collect()
+        self.windows(None, now, 60)
     }
 
     /// One entry per series over at least the `window` before `now`: the buckets that ended within it and
     /// the open one (so `window` to `window` + one bucket of data; `window_secs` says which). A window
     /// longer than the [`live_window`](Telemetry::live_window) covers only what memory holds.
     pub fn window(&self, now: SystemTime, window: Duration) -> Vec<LiveStats> {
-        let (now_secs, span) = (unix_secs(now), self.span(window));
-        self.all().iter().map(|series| stats(series, now, now_secs, span)).collect()
+        self.windows(None, now, self.span(window))
     }
 
     /// [`window`](Telemetry::window) for one plugin's versions.
     pub fn plugin_window(&self, plugin: &str, now: SystemTime, window: Duration) -> Vec<LiveStats> {
-        let series: Vec<Arc<Series>> =
-            self.read().get(plugin).map(|versions| versions.values().cloned().collect()).unwrap_or_default();
-        let (now_secs, span) = (unix_secs(now), self.span(window));
-        series.iter().map(|series| stats(series, now, now_secs, span)).collect()
+        self.windows(Some(plugin), now, self.span(window))
+    }
+
+    /// The window of `span` seconds before `now` of every series (of one plugin, or all) that this process
+    /// or another replica has, by plugin and version.
+    fn windows(&self, plugin: Option<&str>, now: SystemTime, span: i64) -> Vec<LiveStats> {
+        let series: Vec<Arc<Series>> = match plugin {
+            Some(plugin) => {
+                self.read().get(plugin).map(|versions| versions.values().cloned().collect()).unwrap_or_default()
+            }
+            None => self.all(),
+        };
+        let (now_secs, peers) = (unix_secs(now), self.peers());
+        let mut out: Vec<LiveStats> = series
+            .iter()
+            .map(|series| {
+                let (mut window, window_start, last) = series.window(now_secs, span);
+                let peer_last = peers.add(series.plugin(), series.version(), window_start, &mut window);
+                stats(series.plugin(), series.version(), window, window_start, last.max(peer_last), now)
+            })
+            .collect();
+        let bucket = self.config.bucket.as_secs() as i64;
+        let window_start = series::window_start(now_secs, span, bucket);
+        let mut added = false;
+        for (plugin_version, _) in peers.buckets.iter().filter(|((p, _), _)| plugin.is_none_or(|only| only == p)) {
+            let (p, v) = plugin_version;
+            if out.iter().any(|s| &s.plugin == p && &s.version == v) {
+                continue;
+            }
+            let mut window = Rollup::new(String::new(), String::new(), Resolution::Minute, window_start);
+            if let Some(last) = peers.add(p, v, window_start, &mut window) {
+                out.push(stats(p, v, window, window_start, Some(last), now));
+                added = true;
+            }
+        }
+        if added {
+            out.sort_by(|a, b| (&a.plugin, &a.version).cmp(&(&b.plugin, &b.version)));
+        }
+        out
     }
 
     /// The buckets of a window: those that ended within it, and the open one.
@@ -450,7 +536,8 @@ impl Telemetry {
         let now_secs = unix_secs(now);
         for (plugin, version, limits) in targets {
             let Some(series) = self.read().get(*plugin).and_then(|v| v.get(*version)).cloned() else { continue };
-            let headroom = stats(&series, now, now_secs, self.span(Duration::from_secs(300))).headroom(limits);
+            let (window, window_start, last) = series.window(now_secs, self.span(Duration::from_secs(300)));
+            let headroom = stats(plugin, version, window, window_start, last, now).headroom(limits);
             for (limit, share) in headroom.shares() {
                 if let Some(share) = share {
                     let labels =
@@ -471,14 +558,20 @@ impl Telemetry {
     }
 }
 
-/// One series over the window of `window_secs` ending at `now`.
-fn stats(series: &Series, now: SystemTime, now_secs: i64, window_secs: i64) -> LiveStats {
-    let (window, window_start, last_invocation) = series.window(now_secs, window_secs);
+/// One series' figures over the window from `window_start` to `now`, whose invocations `window` merges.
+fn stats(
+    plugin: &str,
+    version: &str,
+    window: Rollup,
+    window_start: i64,
+    last_invocation: Option<SystemTime>,
+    now: SystemTime,
+) -> LiveStats {
     let window_secs = (unix_f64(now) - window_start as f64).max(1.0);
     let requests = window.total();
     LiveStats {
-        plugin: series.plugin().to_owned(),
-        version: series.version().to_owned(),
+        plugin: plugin.to_owned(),
+        version: version.to_owned(),
         window_secs,
         requests,
         rps: requests as f64 / window_secs,

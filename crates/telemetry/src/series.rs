@@ -505,7 +505,7 @@ impl Series {
     /// 50 s before the current bucket. Returns the aggregate, the window's start (unix seconds) and the
     /// latest `started_at` ever recorded.
     pub(crate) fn window(&self, now: i64, window_secs: i64) -> (Rollup, i64, Option<SystemTime>) {
-        let window_start = now.div_euclid(self.bucket) * self.bucket - (window_secs.max(self.bucket) - self.bucket);
+        let window_start = window_start(now, window_secs, self.bucket);
         let mut total = Rollup::new(String::new(), String::new(), Resolution::Minute, window_start);
         let mut last_started = None;
         self.buckets(window_start, i64::MAX, |b| {
@@ -541,6 +541,12 @@ impl Series {
         }
         Snapshot { totals, memory_peak }
     }
+}
+
+/// Where a window of `window_secs` before `now` starts: the open bucket's start, less the closed buckets
+/// that fit in the window after it.
+pub(crate) fn window_start(now: i64, window_secs: i64, bucket: i64) -> i64 {
+    now.div_euclid(bucket) * bucket - (window_secs.max(bucket) - bucket)
 }
 
 /// Keeps a closed bucket for reads, in order of start (merged with one of the same start).

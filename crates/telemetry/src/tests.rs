@@ -378,6 +378,45 @@ fn overview_of_a_known_workload() {
     assert_eq!(stats.last_invocation, Some(at(7250, 900)));
 }
 
+/// Other replicas' flushed buckets add to this process's windows (exactly: sketches merge), a series only
+/// they have appears, buckets outside the window do not count, and `live` stays this process's own.
+#[test]
+fn windows_add_the_other_replicas_buckets() {
+    let config = TelemetryConfig::default();
+    let here = Telemetry::new(config.clone());
+    let there = Telemetry::new(config);
+    for i in 0..10 {
+        here.series("tax", "1.0.0").record("h", &ok(7250, i * 10, 10 * MS));
+        there.series("tax", "1.0.0").record("h", &ok(7250, i * 10, 30 * MS));
+        there.series("tax", "1.0.0").record("h", &ok(7100, i * 10, 30 * MS)); // long before the minute
+        there.series("loyalty", "2.0.0").record("h", &invocation(Outcome::Timeout, at(7240, i * 10), 50 * MS));
+    }
+    let flushed = there.flush(at(7255, 0));
+    let peer_rows: Vec<Rollup> = flushed.closed.into_iter().chain(flushed.open).collect();
+    assert_eq!(peer_rows.iter().map(Rollup::total).sum::<u64>(), 30);
+    let alone = here.overview(at(7255, 0));
+    here.set_peers(peer_rows);
+    let overview = here.overview(at(7255, 0));
+    assert_eq!(
+        overview.iter().map(|s| (s.plugin.as_str(), s.requests)).collect::<Vec<_>>(),
+        [("loyalty", 10), ("tax", 20)],
+        "the minute holds both replicas' buckets of it, and nothing older"
+    );
+    let tax = &overview[1];
+    assert_eq!((alone[0].requests, alone[0].p99.map(|p| (p * 1000.0).round())), (10, Some(10.0)));
+    assert!((tax.p50.unwrap() - 0.010).abs() < 0.001 && (tax.p99.unwrap() - 0.030).abs() < 0.001, "{tax:?}");
+    assert_eq!(tax.last_invocation, Some(at(7250, 90)), "this process's own last invocation is the latest");
+    let loyalty = &overview[0];
+    assert_eq!((loyalty.error_rate, loyalty.last_invocation), (1.0, Some(at(7240, 0))));
+    assert_eq!(here.plugin_window("loyalty", at(7255, 0), Duration::from_secs(60)).len(), 1);
+    assert!(here.plugin_window("nothing", at(7255, 0), Duration::from_secs(60)).is_empty());
+    let live = here.live("tax", None, Resolution::TenSeconds, at(7200, 0), at(7260, 0));
+    assert_eq!(live.iter().map(Rollup::total).sum::<u64>(), 10, "live is this process's own");
+    // New peer rows replace the old ones.
+    here.set_peers(Vec::new());
+    assert_eq!(here.overview(at(7255, 0)).len(), 1);
+}
+
 #[test]
 fn live_buckets_per_version_expire() {
     let config = TelemetryConfig { live_buckets: 3, ..TelemetryConfig::default() };

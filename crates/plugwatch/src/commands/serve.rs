@@ -27,6 +27,7 @@ const ENV_KEYS: &[&str] = &[
     "access",
     "alerts",
     "backup",
+    "cluster",
 ];
 
 /// The admin password of a `--demo` server, unless `PLUGWATCH_ADMIN_PASSWORD` says otherwise. Documented in
@@ -50,6 +51,10 @@ pub struct Serve {
     /// (or `PLUGWATCH_DATABASE_URL`, which keeps the password out of the process list).
     #[arg(long = "database", value_name = "URL")]
     database_url: Option<String>,
+    /// This replica's name on a shared PostgreSQL database (`cluster.replica_id`) [default:
+    /// <hostname>:<port>].
+    #[arg(long, value_name = "NAME")]
+    replica_id: Option<String>,
     /// A TOML configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -69,6 +74,9 @@ impl Serve {
         }
         if let Some(url) = self.database_url {
             config.database_url = Some(plugwatch_server::config::Secret(url));
+        }
+        if let Some(id) = self.replica_id {
+            config.cluster.replica_id = Some(id);
         }
         if let Some(format) = &self.log_format {
             config.log_format = if format == "json" { LogFormat::Json } else { LogFormat::Text };

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::Json;
@@ -20,13 +19,9 @@ use utoipa::ToSchema;
 use super::ApiErrors;
 use crate::AppState;
 use crate::auth::AuditTarget;
-use crate::dto::rfc3339;
+use crate::dto::rfc3339_secs;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
-
-fn at(secs: u64) -> String {
-    rfc3339(UNIX_EPOCH + Duration::from_secs(secs))
-}
 
 /// A backup as listed.
 #[derive(Serialize, ToSchema)]
@@ -54,7 +49,7 @@ impl From<&BackupInfo> for BackupDto {
         let m = &b.manifest;
         BackupDto {
             id: b.id.clone(),
-            created_at: at(m.created_at),
+            created_at: rfc3339_secs(m.created_at as i64),
             reason: m.reason.as_str().to_owned(),
             size_bytes: b.size,
             product_version: m.product_version.clone(),
@@ -110,9 +105,9 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<BackupListDto>, 
             interval_secs: config.interval_secs,
             keep_last: config.keep_last,
             keep_days: config.keep_days,
-            next_due_at: status.next_due_at.filter(|_| config.enabled).map(at),
-            last_success_at: status.last_success_at.map(at),
-            last_failure_at: status.last_failure_at.map(at),
+            next_due_at: status.next_due_at.filter(|_| config.enabled).map(|s| rfc3339_secs(s as i64)),
+            last_success_at: status.last_success_at.map(|s| rfc3339_secs(s as i64)),
+            last_failure_at: status.last_failure_at.map(|s| rfc3339_secs(s as i64)),
             last_error: status.last_error,
             consecutive_failures: status.consecutive_failures,
         },
@@ -236,7 +231,7 @@ impl From<Restored> for RestoredDto {
     fn from(r: Restored) -> Self {
         RestoredDto {
             restored_from: r.archive,
-            created_at: at(r.created_at),
+            created_at: rfc3339_secs(r.created_at as i64),
             schema_from: r.schema_from,
             schema_to: r.schema_to,
             counts: r.counts,
@@ -298,7 +293,7 @@ fn summary(r: &Restored) -> String {
     format!(
         "from {} taken {} (schema {}→{}): {}",
         r.archive,
-        at(r.created_at),
+        rfc3339_secs(r.created_at as i64),
         r.schema_from,
         r.schema_to,
         counts.join(", ")

@@ -153,5 +153,6 @@ pub fn router(max_upload_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(crate::ops::healthz))
         .routes(routes!(crate::ops::readyz))
         .routes(routes!(crate::ops::metrics))
+        .routes(routes!(crate::ops::cluster))
         .routes(routes!(crate::ops::openapi_json))
 }

@@ -274,7 +274,9 @@ pub async fn host(
     }
     let r = range(&q)?;
     let step = r.step.max(Duration::from_secs(5));
-    let points = state.registry.store().host_points(r.from, r.to, step).await.map_err(|e| internal(&e))?;
+    // The host this replica runs on, as `latest` is (with several replicas, each has its own).
+    let store = state.registry.store();
+    let points = store.host_points(r.from, r.to, step, Some(&store.replica())).await.map_err(|e| internal(&e))?;
     let latest = state.registry.telemetry().latest_host();
     let points: Vec<_> = points
         .iter()

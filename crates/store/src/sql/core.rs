@@ -16,11 +16,13 @@ pub(crate) struct Db {
     /// `(plugin, version)` → series id, as written (ids never change).
     pub(crate) series: Arc<Mutex<HashMap<(String, String), i64>>>,
     pub(crate) keyring: Arc<Keyring>,
+    /// The replica whose telemetry rows this process writes (`""` for the one process of a SQLite store).
+    pub(crate) replica: Arc<str>,
 }
 
 impl Db {
     pub(crate) fn new(pool: sqlx::Pool<DB>, keyring: Keyring) -> Db {
-        Db { pool, series: Default::default(), keyring: keyring.into() }
+        Db { pool, series: Default::default(), keyring: keyring.into(), replica: "".into() }
     }
 
     /// Whether the database answers.

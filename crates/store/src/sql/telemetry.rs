@@ -23,7 +23,7 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         for rollup in closed.iter().chain(open).chain(rollups) {
             let series = self.series_id(&mut tx, &rollup.plugin, &rollup.version).await?;
-            write_rollup(&mut tx, series, rollup).await?;
+            write_rollup(&mut tx, series, &self.replica, rollup).await?;
         }
         for run in runs {
             write_run(&mut tx, run).await?;
@@ -51,7 +51,8 @@ impl Db {
         Ok(id)
     }
 
-    /// Rollups of one plugin (one version, or all) at one resolution with `from <= start < to`, by start.
+    /// Rollups of one plugin (one version, or all) at one resolution with `from <= start < to`, by start,
+    /// of every replica (each row says whose it is).
     pub async fn rollups(
         &self,
         plugin: &str,
@@ -64,7 +65,7 @@ impl Db {
             "SELECT s.plugin, s.version, r.* FROM rollups r JOIN series s ON s.id = r.series_id
              WHERE r.resolution = $1 AND s.plugin = $2 AND ($3 IS NULL OR s.version = $3)
                AND r.start >= $4 AND r.start < $5
-             ORDER BY r.start, s.version",
+             ORDER BY r.start, s.version, r.replica",
         )
         .bind(resolution.seconds())
         .bind(plugin)
@@ -76,30 +77,34 @@ impl Db {
         rows.iter().map(|row| read_rollup(row, resolution)).collect()
     }
 
-    /// Requests per minute rollup of each of `plugins` (every version) starting at or after `from`, as
-    /// `(plugin, version, start, requests)`: the sparklines of a page of the overview, in one query.
-    pub async fn minute_requests(&self, plugins: &[&str], from: SystemTime) -> Result<Vec<(String, String, i64, u64)>> {
+    /// Requests per minute rollup row of each of `plugins` (every version and replica) starting at or after
+    /// `from`: the sparklines of a page of the overview, in one query.
+    pub async fn minute_requests(&self, plugins: &[&str], from: SystemTime) -> Result<Vec<MinuteRequests>> {
         if plugins.is_empty() {
             return Ok(Vec::new());
         }
         let total = OUTCOME_COLUMNS.replace(", ", " + r.");
         let names = (0..plugins.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
         let sql = format!(
-            "SELECT s.plugin, s.version, r.start, (r.{total}) AS requests FROM rollups r JOIN series s ON s.id = r.series_id
+            "SELECT s.plugin, s.version, r.replica, r.start, (r.{total}) AS requests FROM rollups r JOIN series s ON s.id = r.series_id
              WHERE r.resolution = $1 AND r.start >= $2 AND s.plugin IN ({names})"
         );
         let mut query =
-            sqlx::query_as::<_, (String, String, i64, i64)>(&sql).bind(Resolution::Minute.seconds()).bind(unix(from));
+            sqlx::query_as::<_, (String, String, String, i64, i64)>(&sql).bind(Resolution::Minute.seconds()).bind(unix(from));
         for plugin in plugins {
             query = query.bind(*plugin);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(p, v, start, n)| (p, v, start, n as u64)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(plugin, version, replica, start, n)| MinuteRequests { plugin, version, replica, start, requests: n as u64 })
+            .collect())
     }
 
     /// What a restarted process continues from (see [`Telemetry::restore`](plugwatch_telemetry::Telemetry::restore)):
-    /// the 10 s rows of the `window` before `now`, the minute and hour rows of the intervals holding `now`,
-    /// and when each series last saw an invocation start (from the run log, which always keeps the newest).
+    /// this replica's 10 s rows of the `window` before `now`, its minute and hour rows of the intervals
+    /// holding `now`, and when each series last saw an invocation start (from the run log, which always
+    /// keeps the newest).
     pub async fn persisted_telemetry(&self, now: SystemTime, window: Duration) -> Result<Persisted> {
         let now = unix(now);
         let mut rollups = Vec::new();
@@ -111,12 +116,15 @@ impl Db {
             let rows = sqlx::query(
                 "SELECT s.plugin, s.version, r.*, k.sketch AS recent_sketch FROM rollups r
                  JOIN series s ON s.id = r.series_id
-                 LEFT JOIN ten_second_sketches k ON r.resolution = 10 AND k.series_id = r.series_id AND k.start = r.start
-                 WHERE r.resolution = $1 AND r.start >= $2 AND r.start < $3 ORDER BY r.start, s.plugin, s.version",
+                 LEFT JOIN ten_second_sketches k
+                   ON r.resolution = 10 AND k.series_id = r.series_id AND k.start = r.start AND k.replica = r.replica
+                 WHERE r.resolution = $1 AND r.start >= $2 AND r.start < $3 AND r.replica = $4
+                 ORDER BY r.start, s.plugin, s.version",
             )
             .bind(resolution.seconds())
             .bind(from)
             .bind(to)
+            .bind(&*self.replica)
             .fetch_all(&self.pool)
             .await?;
             for row in &rows {
@@ -136,6 +144,31 @@ impl Db {
             .map(|(plugin, version, us)| (plugin, version, UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)))
             .collect();
         Ok(Persisted { rollups, last_started })
+    }
+
+    /// The 10 s rows of every other replica that start at or after `since`, with their latency sketches:
+    /// what the others have flushed of the live window, which this replica adds to its own.
+    pub async fn peer_rollups(&self, since: SystemTime) -> Result<Vec<Rollup>> {
+        let rows = sqlx::query(
+            "SELECT s.plugin, s.version, r.*, k.sketch AS recent_sketch FROM rollups r
+             JOIN series s ON s.id = r.series_id
+             LEFT JOIN ten_second_sketches k ON k.series_id = r.series_id AND k.start = r.start AND k.replica = r.replica
+             WHERE r.resolution = $1 AND r.start >= $2 AND r.replica <> $3",
+        )
+        .bind(Resolution::TenSeconds.seconds())
+        .bind(unix(since))
+        .bind(&*self.replica)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let mut rollup = read_rollup(row, Resolution::TenSeconds)?.rollup;
+                if let Some(bytes) = row.get::<Option<Vec<u8>>, _>("recent_sketch") {
+                    rollup.latency = decode_sketch(&bytes)?;
+                }
+                Ok(rollup)
+            })
+            .collect()
     }
 
     /// The persisted run log of a plugin, newest first; `before_us` pages backwards.
@@ -162,9 +195,9 @@ impl Db {
     pub async fn write_host_sample(&self, s: &HostSample) -> Result<()> {
         sqlx::query(
             "INSERT INTO host_samples (at, cpu_usage, cpu_cores, memory_used_bytes, memory_total_bytes,
-                disk_used_bytes, disk_total_bytes, process_rss_bytes, process_cpu_usage)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (at) DO UPDATE SET cpu_usage = excluded.cpu_usage, process_cpu_usage = excluded.process_cpu_usage",
+                disk_used_bytes, disk_total_bytes, process_rss_bytes, process_cpu_usage, replica)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (replica, at) DO UPDATE SET cpu_usage = excluded.cpu_usage, process_cpu_usage = excluded.process_cpu_usage",
         )
         .bind(unix(s.at))
         .bind(s.cpu_usage)
@@ -175,24 +208,34 @@ impl Db {
         .bind(s.disk_total_bytes as i64)
         .bind(s.process_rss_bytes as i64)
         .bind(s.process_cpu_usage)
+        .bind(&*self.replica)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Host samples with `from <= at < to`, averaged per `step` (aligned to multiples of `step`).
-    pub async fn host_points(&self, from: SystemTime, to: SystemTime, step: Duration) -> Result<Vec<HostPoint>> {
+    /// Host samples with `from <= at < to` of one replica (or of every replica: each figure their mean),
+    /// averaged per `step` (aligned to multiples of `step`).
+    pub async fn host_points(
+        &self,
+        from: SystemTime,
+        to: SystemTime,
+        step: Duration,
+        replica: Option<&str>,
+    ) -> Result<Vec<HostPoint>> {
         let step = step.as_secs().max(1) as i64;
         let rows = sqlx::query(
             "SELECT (at / $3) * $3 AS bucket, CAST(AVG(cpu_usage) AS DOUBLE PRECISION) AS cpu_usage, MAX(cpu_cores) AS cpu_cores,
                     CAST(AVG(memory_used_bytes) AS DOUBLE PRECISION) AS memory_used_bytes, MAX(memory_total_bytes) AS memory_total_bytes,
                     CAST(AVG(disk_used_bytes) AS DOUBLE PRECISION) AS disk_used_bytes, MAX(disk_total_bytes) AS disk_total_bytes,
                     CAST(AVG(process_rss_bytes) AS DOUBLE PRECISION) AS process_rss_bytes, CAST(AVG(process_cpu_usage) AS DOUBLE PRECISION) AS process_cpu_usage
-             FROM host_samples WHERE at >= $1 AND at < $2 GROUP BY bucket ORDER BY bucket",
+             FROM host_samples WHERE at >= $1 AND at < $2 AND ($4 IS NULL OR replica = $4)
+             GROUP BY bucket ORDER BY bucket",
         )
         .bind(unix(from))
         .bind(unix_ceil(to))
         .bind(step)
+        .bind(replica)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -212,11 +255,29 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Every replica with a host sample at or after `since`, with its last, by name.
+    pub async fn replicas(&self, since: SystemTime) -> Result<Vec<ReplicaSeen>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT replica, MAX(at) FROM host_samples WHERE at >= $1 GROUP BY replica ORDER BY replica",
+        )
+        .bind(unix(since))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(replica, last_sample)| ReplicaSeen { replica, last_sample }).collect())
+    }
+
+    /// The replica this store writes telemetry as.
+    pub fn replica(&self) -> String {
+        self.replica.to_string()
+    }
+}
+
 /// A rollup row's columns after its key and outcome counts, in the order `write_rollup` binds them.
 const ROLLUP_VALUES: &str = "wall_sum_us, cpu_sum_us, instructions, input_bytes, output_bytes, memory_peak_max, \
     p50_us, p95_us, p99_us, max_us, sketch, instructions_max, output_bytes_max, concurrency_max";
 
-async fn write_rollup(tx: &mut Transaction<'_, DB>, series: i64, r: &Rollup) -> Result<()> {
+async fn write_rollup(tx: &mut Transaction<'_, DB>, series: i64, replica: &str, r: &Rollup) -> Result<()> {
     let ten_seconds = r.resolution == Resolution::TenSeconds;
     let us = |q: f64| r.quantile(q).map(|s| (s * 1e6).round() as i64);
     let (p50, p95, p99, max) = if ten_seconds {
@@ -226,13 +287,13 @@ async fn write_rollup(tx: &mut Transaction<'_, DB>, series: i64, r: &Rollup) -> 
     };
     let sketch = (!ten_seconds).then(|| r.latency.encode());
     let sql = format!(
-        "INSERT INTO rollups (resolution, series_id, start, {OUTCOME_COLUMNS}, {ROLLUP_VALUES})
+        "INSERT INTO rollups (resolution, series_id, start, replica, {OUTCOME_COLUMNS}, {ROLLUP_VALUES})
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-            $24, $25, $26)
-         ON CONFLICT (resolution, series_id, start) DO UPDATE SET {}",
+            $24, $25, $26, $27)
+         ON CONFLICT (resolution, series_id, start, replica) DO UPDATE SET {}",
         OUTCOME_COLUMNS.split(", ").chain(ROLLUP_VALUES.split(", ")).map(|c| format!("{c} = excluded.{c}")).collect::<Vec<_>>().join(", ")
     );
-    let mut query = sqlx::query(&sql).bind(r.resolution.seconds()).bind(series).bind(r.start);
+    let mut query = sqlx::query(&sql).bind(r.resolution.seconds()).bind(series).bind(r.start).bind(replica);
     for count in r.counts {
         query = query.bind(count as i64);
     }
@@ -255,11 +316,12 @@ async fn write_rollup(tx: &mut Transaction<'_, DB>, series: i64, r: &Rollup) -> 
         .await?;
     if ten_seconds {
         sqlx::query(
-            "INSERT INTO ten_second_sketches (series_id, start, sketch) VALUES ($1, $2, $3)
-             ON CONFLICT (series_id, start) DO UPDATE SET sketch = excluded.sketch",
+            "INSERT INTO ten_second_sketches (series_id, start, replica, sketch) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (series_id, start, replica) DO UPDATE SET sketch = excluded.sketch",
         )
         .bind(series)
         .bind(r.start)
+        .bind(replica)
         .bind(r.latency.encode())
         .execute(&mut **tx)
         .await?;
@@ -300,6 +362,7 @@ fn read_rollup(row: &DbRow, resolution: Resolution) -> Result<StoredRollup> {
             concurrency_max: row.get::<i64, _>("concurrency_max") as u32,
         },
         quantiles,
+        replica: row.get("replica"),
     })
 }
 

@@ -1,0 +1,233 @@
+//! What several replicas on one PostgreSQL database coordinate through it: which one leads the singleton
+//! work (a session-level advisory lock held on a connection of its own), the changes one replica tells the
+//! others about (`LISTEN`/`NOTIFY` on one channel), and plugin components every replica can fetch (the
+//! `artifact_chunks` table). On SQLite there is one process: it always leads, nobody listens, and the
+//! components stay in the data directory.
+//!
+//! # Leadership and fencing
+//!
+//! The leader holds `pg_try_advisory_lock(LEADER_LOCK)` on a dedicated connection whose server side probes
+//! the client with TCP keepalives (idle 5 s, every 2 s, 3 probes): PostgreSQL ends the session of a leader
+//! that died or was cut off within about 11 s, which releases the lock, and the next replica to try takes
+//! it. The leader checks its connection every time it asks [`Leadership::check`] (each with a 3 s bound),
+//! and steps down at the first failed check; a leader cut off from the database therefore stops leading
+//! (after at most one check interval plus 3 s) before the database lets another take over.
+
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener};
+
+use crate::backend::Backend;
+use crate::{Result, Store, StoreError};
+
+/// The advisory lock the leader holds ("plugwatc" in ASCII).
+const LEADER_LOCK: i64 = 0x706c_7567_7761_7463;
+/// The channel replicas tell each other about changes on.
+const CHANGES_CHANNEL: &str = "plugwatch_changes";
+/// How long one check of the leader's connection may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The size of one stored chunk of a plugin component.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Whether this process leads the singleton work, kept up to date by [`Leadership::check`].
+pub struct Leadership {
+    inner: Inner,
+}
+
+enum Inner {
+    /// One process on SQLite: always the leader.
+    Alone,
+    Postgres {
+        options: Box<PgConnectOptions>,
+        conn: Option<PgConnection>,
+        held: bool,
+    },
+}
+
+impl Leadership {
+    /// Whether this process leads now: a held lock is kept while its connection answers; without it, one
+    /// attempt to take it. Never fails: a database that does not answer means "not the leader".
+    pub async fn check(&mut self) -> bool {
+        let Inner::Postgres { options, conn, held } = &mut self.inner else { return true };
+        match tokio::time::timeout(CHECK_TIMEOUT, step(options, conn, *held)).await {
+            Ok(Ok(now_held)) => *held = now_held,
+            Ok(Err(error)) => {
+                if *held {
+                    tracing::warn!(message = "Lost the leader's database connection: stepping down.", %error);
+                }
+                (*conn, *held) = (None, false);
+            }
+            Err(_) => {
+                if *held {
+                    tracing::warn!(message = "The leader's database connection did not answer: stepping down.");
+                }
+                (*conn, *held) = (None, false);
+            }
+        }
+        *held
+    }
+
+    /// Whether the last [`check`](Leadership::check) found this process leading.
+    pub fn is_leader(&self) -> bool {
+        match &self.inner {
+            Inner::Alone => true,
+            Inner::Postgres { held, .. } => *held,
+        }
+    }
+
+    /// Gives the lock up (at shutdown), so that another replica takes over at once.
+    pub async fn release(&mut self) {
+        if let Inner::Postgres { conn, held, .. } = &mut self.inner
+            && let Some(conn) = conn.take()
+        {
+            let _ = conn.close().await;
+            *held = false;
+        }
+    }
+}
+
+async fn step(options: &PgConnectOptions, conn: &mut Option<PgConnection>, held: bool) -> Result<bool> {
+    let connection = match conn {
+        Some(connection) => connection,
+        None => conn.insert(PgConnection::connect_with(options).await?),
+    };
+    if held {
+        sqlx::query("SELECT 1").execute(&mut *connection).await?;
+        return Ok(true);
+    }
+    let (taken,): (bool,) =
+        sqlx::query_as("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut *connection).await?;
+    Ok(taken)
+}
+
+/// A change another replica made, as [`ChangeListener::recv`] hands it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// What changed (`registry:<plugin>`, `access`, `alerts`, …), as the other replica named it.
+    Changed(String),
+    /// The listening connection was lost and is back: changes made meanwhile were not heard, so re-read
+    /// everything.
+    Missed,
+}
+
+/// Hears the changes other replicas announce with [`Store::announce`].
+pub struct ChangeListener {
+    listener: PgListener,
+    replica: String,
+}
+
+impl ChangeListener {
+    /// The next change another replica announced (this replica's own are skipped). Reconnects by itself
+    /// after a lost connection and then says [`Change::Missed`].
+    pub async fn recv(&mut self) -> Result<Change> {
+        loop {
+            match self.listener.try_recv().await? {
+                None => return Ok(Change::Missed),
+                Some(notification) => {
+                    let (origin, what) = notification.payload().split_once(' ').unwrap_or(("", notification.payload()));
+                    if origin != self.replica {
+                        return Ok(Change::Changed(what.to_owned()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Store {
+    /// This process's [`Leadership`]: always the leader on SQLite; on PostgreSQL, whoever holds the lock.
+    pub fn leadership(&self) -> Leadership {
+        match &self.backend {
+            Backend::Sqlite(_) => Leadership { inner: Inner::Alone },
+            Backend::Postgres(db) => {
+                let options = (*db.pool.connect_options()).clone().options([
+                    ("tcp_keepalives_idle", "5"),
+                    ("tcp_keepalives_interval", "2"),
+                    ("tcp_keepalives_count", "3"),
+                    ("application_name", "plugwatch-leader"),
+                ]);
+                Leadership { inner: Inner::Postgres { options: Box::new(options), conn: None, held: false } }
+            }
+        }
+    }
+
+    /// Tells the other replicas that `what` changed (a no-op on SQLite). At most once: a replica that was
+    /// not listening at that moment catches up by polling.
+    pub async fn announce(&self, what: &str) -> Result<()> {
+        if let Backend::Postgres(db) = &self.backend {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES_CHANNEL)
+                .bind(format!("{} {what}", db.replica))
+                .execute(&db.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Starts hearing the other replicas' changes; `None` on SQLite (there are none).
+    pub async fn listen(&self) -> Result<Option<ChangeListener>> {
+        let Backend::Postgres(db) = &self.backend else { return Ok(None) };
+        let mut listener = PgListener::connect_with(&db.pool).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(Some(ChangeListener { listener, replica: db.replica.to_string() }))
+    }
+
+    /// Whether several replicas may share this database (PostgreSQL): plugin components are then kept in
+    /// it for all of them, and readers merge every replica's telemetry. SQLite has one process.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Stores a plugin component in the database, in chunks, unless it is there already (PostgreSQL; a
+    /// no-op on SQLite). Its hash is checked by whoever reads it back.
+    pub async fn put_shared_artifact(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
+        let Backend::Postgres(db) = &self.backend else { return Ok(()) };
+        let mut tx = db.pool.begin().await?;
+        let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM artifact_chunks WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_one(&mut *tx)
+            .await?;
+        if stored > 0 {
+            return Ok(());
+        }
+        for (seq, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
+            sqlx::query(
+                "INSERT INTO artifact_chunks (sha256, seq, bytes) VALUES ($1, $2, $3)
+                 ON CONFLICT (sha256, seq) DO NOTHING",
+            )
+            .bind(sha256)
+            .bind(seq as i64)
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A plugin component from the database, `None` when it is not there (always on SQLite).
+    pub async fn shared_artifact(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        let Backend::Postgres(db) = &self.backend else { return Ok(None) };
+        let chunks: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, bytes FROM artifact_chunks WHERE sha256 = $1 ORDER BY seq")
+                .bind(sha256)
+                .fetch_all(&db.pool)
+                .await?;
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        if chunks.iter().enumerate().any(|(i, (seq, _))| *seq != i as i64) {
+            return Err(StoreError::BadArtifact(sha256.to_owned()));
+        }
+        Ok(Some(chunks.into_iter().flat_map(|(_, bytes)| bytes).collect()))
+    }
+
+    /// Removes a plugin component from the database (PostgreSQL; a no-op on SQLite).
+    pub async fn remove_shared_artifact(&self, sha256: &str) -> Result<()> {
+        if let Backend::Postgres(db) = &self.backend {
+            sqlx::query("DELETE FROM artifact_chunks WHERE sha256 = $1").bind(sha256).execute(&db.pool).await?;
+        }
+        Ok(())
+    }
+}
