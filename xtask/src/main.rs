@@ -20,6 +20,9 @@
 //! - `cargo xtask bench-backup`: what a backup costs a server with 30 days of 100 plugins' history: invoke
 //!   throughput and p99 with and without a backup running, archive size, backup time, CLI and in-place
 //!   restore times (release build, loopback only).
+//! - `cargo xtask bench-cluster`: one replica against three on one PostgreSQL (throughput in alternating
+//!   rounds, the merged telemetry against what was answered, PostgreSQL rows and WAL per flush; release
+//!   build, loopback only).
 //! - `cargo xtask bench-dashboard`: the dashboard's figures on a server with 1,000 plugins (overview API,
 //!   Chromium's time to the table drawn, bytes loaded, server CPU with 0, 1 and 10 live pages).
 
@@ -29,6 +32,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 mod bench_backup;
+mod bench_cluster;
 mod bench_http;
 mod browser;
 mod image;
@@ -63,6 +67,7 @@ fn dispatch() -> anyhow::Result<()> {
         Some("bench") => run(Command::new("cargo").args(["bench", "--workspace"]).args(&args[1..])),
         Some("bench-http") => bench_http::run(&root),
         Some("bench-backup") => bench_backup::run(&root),
+        Some("bench-cluster") => bench_cluster::run(&root),
         Some("bench-dashboard") => browser::bench(&root),
         Some("schemathesis") => schemathesis::run(&root),
         Some("browser") => browser::run(&root),
@@ -71,7 +76,7 @@ fn dispatch() -> anyhow::Result<()> {
         Some("manifests") => manifests::run(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | bench-backup | bench-dashboard | schemathesis | browser | image | prometheus | manifests>"
+                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | bench-backup | bench-cluster | bench-dashboard | schemathesis | browser | image | prometheus | manifests>"
             );
             std::process::exit(2);
         }
@@ -95,7 +100,13 @@ fn test(root: &Path) -> anyhow::Result<()> {
     )?;
     services::ensure()?;
     // `--all-targets` also runs each benchmark once, in test mode, so they cannot rot.
-    step("tests", Command::new("cargo").args(["test", "--workspace", "--all-targets", "--locked"]))?;
+    step(
+        "tests",
+        // The cluster tests need PostgreSQL: `postgres_tests` runs them.
+        Command::new("cargo")
+            .args(["test", "--workspace", "--all-targets", "--locked"])
+            .env("PLUGWATCH_TEST_CLUSTER", "later"),
+    )?;
     postgres_tests()?;
     step("doc tests", Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
     schemathesis::run(root)?;
@@ -106,11 +117,17 @@ fn test(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The test suites written for both databases (the store's and the API's) once more, on PostgreSQL: the
-/// binaries the tests step built, run again with `PLUGWATCH_TEST_POSTGRES` set (nothing is rebuilt).
+/// The test suites written for both databases (the store's and the API's) once more, on PostgreSQL, and
+/// the cluster tests (several replicas on one PostgreSQL): the binaries the tests step built, run with
+/// `PLUGWATCH_TEST_POSTGRES` set (nothing is rebuilt).
 fn postgres_tests() -> anyhow::Result<()> {
-    const SUITES: &[(&str, &str)] =
-        &[("plugwatch-store", "store"), ("plugwatch-store", "alerts"), ("plugwatch-server", "api")];
+    // (the crate's directory, the test target)
+    const SUITES: &[(&str, &str)] = &[
+        ("crates/store", "store"),
+        ("crates/store", "alerts"),
+        ("crates/server", "api"),
+        ("crates/plugwatch", "cluster"),
+    ];
     // Tests of what only SQLite has: its files (a secret is in none of them, WAL in use) and the backups
     // that archive them (which a server on PostgreSQL refuses, see the README).
     const SQLITE_ONLY: &[&str] =
@@ -126,13 +143,13 @@ fn postgres_tests() -> anyhow::Result<()> {
     let mut found = Vec::new();
     for line in String::from_utf8_lossy(&built.stdout).lines() {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let (Some(package), Some(target), Some(executable)) =
-            (message["package_id"].as_str(), message["target"]["name"].as_str(), message["executable"].as_str())
+        let (Some(manifest), Some(target), Some(executable)) =
+            (message["manifest_path"].as_str(), message["target"]["name"].as_str(), message["executable"].as_str())
         else {
             continue;
         };
         let is_test = message["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test"));
-        if is_test && SUITES.iter().any(|(p, t)| *t == target && package.contains(&format!("#{p}@"))) {
+        if is_test && SUITES.iter().any(|(dir, t)| *t == target && manifest.ends_with(&format!("{dir}/Cargo.toml"))) {
             found.push((target.to_owned(), executable.to_owned()));
         }
     }

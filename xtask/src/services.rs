@@ -80,32 +80,32 @@ fn wait_for(addr: &str, what: &str) -> anyhow::Result<()> {
 
 /// Drops the databases earlier test runs left on the PostgreSQL server (`plugwatch_test_*`).
 pub fn drop_test_databases() -> anyhow::Result<()> {
-    let psql = |sql: &str| {
-        Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &format!("{}/postgres", postgres_url()),
-                "-c",
-                sql,
-            ])
-            .output()
-            .context("psql is needed (Debian: postgresql-client)")
-    };
-    let listed = psql("SELECT datname FROM pg_database WHERE datname LIKE 'plugwatch\\_test\\_%'")?;
-    if !listed.status.success() {
-        bail!("cannot list the test databases: {}", String::from_utf8_lossy(&listed.stderr));
-    }
-    for name in String::from_utf8_lossy(&listed.stdout).lines().filter(|l| !l.is_empty()) {
-        let dropped = psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))?;
-        if !dropped.status.success() {
-            bail!("cannot drop {name}: {}", String::from_utf8_lossy(&dropped.stderr));
-        }
+    let listed = psql("postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'plugwatch\\_test\\_%'")?;
+    for name in listed.lines().filter(|l| !l.is_empty()) {
+        psql("postgres", &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))?;
     }
     Ok(())
+}
+
+/// Runs `sql` with `psql` on `database` of the tests' PostgreSQL server; its output, unaligned.
+pub fn psql(database: &str, sql: &str) -> anyhow::Result<String> {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &format!("{}/{database}", postgres_url()),
+            "-c",
+            sql,
+        ])
+        .output()
+        .context("psql is needed (Debian: postgresql-client)")?;
+    if !out.status.success() {
+        bail!("psql `{sql}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
