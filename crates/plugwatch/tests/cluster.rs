@@ -172,6 +172,14 @@ fn cluster_replicas_merge_their_telemetry_and_hear_each_others_registry_changes(
     wait_until("one leader", Duration::from_secs(10), || leaders(&[r1, r2, r3]).len() == 1);
 }
 
+/// Runs `command` with `input` on its stdin.
+fn output_with_stdin(command: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Failures in a live window (everything but `ok`).
 fn live_failures(live: &serde_json::Value) -> u64 {
     let requests = live["requests"].as_u64().unwrap_or(0);
@@ -320,6 +328,24 @@ fn cluster_lockout_revoked_tokens_and_disabled_users_hold_on_every_replica() {
         matches!(http(&ops, "GET", &format!("{}/api/v1/overview", r2.addr), None).0, 401 | 403)
     });
     eprintln!("a user disabled on r1 refused by r2 after {took:?}");
+
+    // `plugwatch user` works on the database itself, the replicas running.
+    let add = output_with_stdin(
+        std::process::Command::new(env!("CARGO_BIN_EXE_plugwatch")).args([
+            "user",
+            "add",
+            "kim",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            "--database",
+            &url,
+        ]),
+        b"kim's long password\n",
+    );
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let kim = user_token(&r2.addr, "kim", "kim's long password", "viewer");
+    assert_eq!(http(&kim, "GET", &format!("{}/api/v1/overview", r1.addr), None).0, 200);
 
     // Failed sign-ins on one replica lock the username (and the address) out on the other.
     let login = |r: &Running, password: &str| {

@@ -1,5 +1,6 @@
-//! `plugwatch user …`: manage users directly in a data directory (for the first admin, a lost password, or
-//! scripts), with the same rules as the API — never the last admin — and an audit entry for each change.
+//! `plugwatch user …`: manage users directly in a data directory or a PostgreSQL database (for the first
+//! admin, a lost password, or scripts), with the same rules as the API — never the last admin — and an
+//! audit entry for each change. On PostgreSQL the running replicas hear of each change at once.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -9,12 +10,22 @@ use anyhow::Context;
 use plugwatch_access::{Access, AccessConfig, AuditEntry, AuditResult, Principal, Role};
 use plugwatch_store::{KeySource, Store};
 
-/// Manage users in a data directory (the server may be running).
+/// Manage users in a data directory or a PostgreSQL database (the server may be running).
 #[derive(clap::Args)]
 pub struct UserCommand {
     /// The data directory of the server whose users to manage.
     #[arg(long, env = "PLUGWATCH_DATA_DIR", default_value = "plugwatch-data", global = true)]
     data_dir: PathBuf,
+    /// The PostgreSQL database of the servers whose users to manage, instead of the data directory's
+    /// SQLite (`PLUGWATCH_DATABASE_URL` keeps the password out of the process list).
+    #[arg(
+        long = "database",
+        value_name = "URL",
+        env = "PLUGWATCH_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    database_url: Option<String>,
     #[command(subcommand)]
     action: Action,
 }
@@ -75,10 +86,20 @@ impl UserCommand {
     }
 
     async fn execute(self) -> anyhow::Result<ExitCode> {
-        anyhow::ensure!(self.data_dir.exists(), "the data directory {} does not exist", self.data_dir.display());
         // Users need no secret key: this command can neither read nor write plugin secrets.
-        let store =
-            Store::open_with(&self.data_dir, KeySource::None).await.context("cannot open the data directory")?;
+        let store = match &self.database_url {
+            Some(url) => {
+                Store::connect(url, &self.data_dir, KeySource::None).await.context("cannot open the database")?
+            }
+            None => {
+                anyhow::ensure!(
+                    self.data_dir.exists(),
+                    "the data directory {} does not exist",
+                    self.data_dir.display()
+                );
+                Store::open_with(&self.data_dir, KeySource::None).await.context("cannot open the data directory")?
+            }
+        };
         let access = Access::new(store, AccessConfig::default());
         let (action, target) = match &self.action {
             Action::List => {
