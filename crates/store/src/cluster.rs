@@ -79,8 +79,13 @@ impl Leadership {
     /// Gives the lock up (at shutdown), so that another replica takes over at once.
     pub async fn release(&mut self) {
         if let Inner::Postgres { conn, held, .. } = &mut self.inner
-            && let Some(conn) = conn.take()
+            && let Some(mut conn) = conn.take()
         {
+            // Unlocked before the connection closes: its backend may end a moment after `close` returns.
+            if *held {
+                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_LOCK).execute(&mut conn);
+                let _ = tokio::time::timeout(CHECK_TIMEOUT, unlocked).await;
+            }
             let _ = conn.close().await;
             *held = false;
         }

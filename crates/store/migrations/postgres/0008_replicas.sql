@@ -4,6 +4,9 @@ ALTER TABLE rollups ADD COLUMN replica TEXT NOT NULL DEFAULT '';
 ALTER TABLE rollups DROP CONSTRAINT rollups_pkey;
 ALTER TABLE rollups ADD PRIMARY KEY (resolution, series_id, start, replica);
 ALTER TABLE rollups ALTER COLUMN replica DROP DEFAULT;
+-- The live window of every series, which the other replicas read every few seconds (SQLite, one
+-- process, has no such reader).
+CREATE INDEX rollups_by_start ON rollups (resolution, start);
 
 ALTER TABLE ten_second_sketches ADD COLUMN replica TEXT NOT NULL DEFAULT '';
 ALTER TABLE ten_second_sketches DROP CONSTRAINT ten_second_sketches_pkey;
