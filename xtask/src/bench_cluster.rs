@@ -213,8 +213,5 @@ fn curl_json(addr: &str, token: &str, path: &str) -> anyhow::Result<serde_json::
 
 /// User and system CPU seconds of a process so far.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat.rsplit_once(')').context("no comm")?.1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / 100.0)
+    Ok(crate::procfs::cpu_ticks(pid)? as f64 / crate::procfs::clock_ticks()?)
 }

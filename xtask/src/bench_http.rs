@@ -179,10 +179,5 @@ fn wrk(script: &Path, url: &str) -> anyhow::Result<f64> {
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
+    Ok(crate::procfs::rss_bytes(pid)? / 1024)
 }

@@ -6,11 +6,18 @@
 //! - `cargo xtask tools`: install the guest toolchains (componentize-py into a venv, componentize-js via npm)
 //!   and the browser tests' (playwright-core and axe-core via npm, Chromium from Debian).
 //! - `cargo xtask bench`: run the criterion benchmarks.
+//! - `cargo xtask postgres-tests`: the store and API suites once more on PostgreSQL, and the cluster tests
+//!   (part of `test`; CI's integration job).
 //! - `cargo xtask schemathesis`: property-based tests of the served OpenAPI document (part of `test`).
 //! - `cargo xtask browser`: the pages in headless Chromium with axe-core checks, against a demo server
 //!   (part of `test`); screenshots in `target/browser`.
-//! - `cargo xtask manifests`: static checks of the Kubernetes manifests, the CI workflow and every YAML
-//!   file (part of `test`; there is no cluster here).
+//! - `cargo xtask manifests [--rendered FILE]`: static checks of the Kubernetes manifests, the CI workflow
+//!   and every YAML file (part of `test`; there is no cluster here); `--rendered` checks one rendered file
+//!   (kubernetes-validate and checkov: the deploy tool's pre-check).
+//! - `cargo xtask deploy --environment staging|production [--image-tag T] [--dry-run] [--config FILE]`:
+//!   the release checklist (pre-checks, backup, build, push, apply, rollout, health, smoke test, rollback
+//!   on failure) with a JSON and Markdown report in `target/deploy`; `cargo xtask deploy-smoke`: its
+//!   after-deploy stage against a real demo server (part of `test`).
 //! - `cargo xtask prometheus`: a real Prometheus and Alertmanager with the committed configuration and
 //!   rules against a demo server; every query of the Grafana dashboard returns data (part of `test`).
 //! - `cargo xtask image`: hadolint and compose checks, then the image built `FROM scratch` around the
@@ -23,6 +30,8 @@
 //! - `cargo xtask bench-cluster`: one replica against three on one PostgreSQL (throughput in alternating
 //!   rounds, the merged telemetry against what was answered, PostgreSQL rows and WAL per flush; release
 //!   build, loopback only).
+//! - `cargo xtask load [--duration SECS] [--users N] [--release] [--check] …`: the restaurant mix in Locust
+//!   against a demo server, and the performance report in `target/load` (`--check`, short, is part of `test`).
 //! - `cargo xtask bench-dashboard`: the dashboard's figures on a server with 1,000 plugins (overview API,
 //!   Chromium's time to the table drawn, bytes loaded, server CPU with 0, 1 and 10 live pages).
 
@@ -35,8 +44,11 @@ mod bench_backup;
 mod bench_cluster;
 mod bench_http;
 mod browser;
+mod deploy;
 mod image;
+mod load;
 mod manifests;
+mod procfs;
 mod prometheus;
 mod schemathesis;
 mod server;
@@ -73,10 +85,17 @@ fn dispatch() -> anyhow::Result<()> {
         Some("browser") => browser::run(&root),
         Some("image") => image::run(&root),
         Some("prometheus") => prometheus::run(&root),
+        Some("manifests") if args.get(1).is_some_and(|a| a == "--rendered") => {
+            manifests::check_rendered(&root, Path::new(args.get(2).context("--rendered FILE")?))
+        }
         Some("manifests") => manifests::run(&root),
+        Some("load") => load::main(&root, &args[1..]),
+        Some("deploy") => deploy::run(&root, &args[1..]),
+        Some("deploy-smoke") => deploy::smoke_check(&root),
+        Some("postgres-tests") => postgres_tests(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | bench-backup | bench-cluster | bench-dashboard | schemathesis | browser | image | prometheus | manifests>"
+                "usage: cargo xtask <test | plugins [--bless] | tools | bench [criterion args] | bench-http | bench-backup | bench-cluster | bench-dashboard | schemathesis | browser | image | prometheus | manifests [--rendered FILE] | postgres-tests | load [--duration SECS] [--users N] [--spawn-rate R] [--release | --binary PATH] [--check] [--out DIR] | deploy --environment staging|production [--image-tag T] [--dry-run] [--config FILE] [--repository R] [--url U] [--token-file F] | deploy-smoke>"
             );
             std::process::exit(2);
         }
@@ -93,6 +112,16 @@ fn test(root: &Path) -> anyhow::Result<()> {
     step("formatting", Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
     tools(root)?;
     manifests::run(root)?;
+    step(
+        "cargo deny (licenses, bans, sources)",
+        Command::new(root.join("target/tools/bin/cargo-deny")).args([
+            "check",
+            "--hide-inclusion-graph",
+            "licenses",
+            "bans",
+            "sources",
+        ]),
+    )?;
     plugins(root, false)?;
     step(
         "clippy",
@@ -102,19 +131,37 @@ fn test(root: &Path) -> anyhow::Result<()> {
     // `--all-targets` also runs each benchmark once, in test mode, so they cannot rot.
     step(
         "tests",
-        // The cluster tests need PostgreSQL: `postgres_tests` runs them.
+        // The cluster tests need PostgreSQL: `postgres_tests` runs them. This pass is SQLite's even where
+        // `PLUGWATCH_TEST_POSTGRES` names the server for that one.
         Command::new("cargo")
             .args(["test", "--workspace", "--all-targets", "--locked"])
-            .env("PLUGWATCH_TEST_CLUSTER", "later"),
+            .env("PLUGWATCH_TEST_CLUSTER", "later")
+            .env_remove(services::TEST_POSTGRES),
     )?;
     postgres_tests()?;
     step("doc tests", Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
     schemathesis::run(root)?;
     browser::run(root)?;
+    load::run(root, &load::Options::check(root))?;
     prometheus::run(root)?;
+    deploy::smoke_check(root)?;
     image::run(root)?;
-    println!("\nxtask: all checks passed in {:.0} s", started.elapsed().as_secs_f64());
+    let stamp = passed_stamp(root)?;
+    println!("\nxtask: all checks passed in {:.0} s ({} written)", started.elapsed().as_secs_f64(), stamp.display());
     Ok(())
+}
+
+/// Writes `target/ci/passed/<commit>`, the deploy tool's proof that the tests passed for this commit.
+fn passed_stamp(root: &Path) -> anyhow::Result<PathBuf> {
+    let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(root).output()?;
+    if !out.status.success() {
+        bail!("git rev-parse HEAD failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let dir = root.join("target/ci/passed");
+    std::fs::create_dir_all(&dir)?;
+    let stamp = dir.join(String::from_utf8_lossy(&out.stdout).trim());
+    std::fs::write(&stamp, "cargo xtask test passed\n")?;
+    Ok(stamp)
 }
 
 /// The test suites written for both databases (the store's and the API's) once more, on PostgreSQL, and
@@ -202,9 +249,36 @@ fn tools(root: &Path) -> anyhow::Result<()> {
         step("componentize-js", Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&plugins))?;
         std::fs::write(&stamp, &lock)?;
     }
+    cargo_deny(root)?;
     prometheus::tools(root)?;
     image::tools(root)?;
     browser::tools(root)
+}
+
+/// The cargo-deny release `cargo xtask test` and the deploy tool's pre-check run.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// Installs cargo-deny (its own lock file, `--locked`) into target/tools/bin unless that version is there.
+/// Built from source: about 4 minutes on two cores.
+fn cargo_deny(root: &Path) -> anyhow::Result<()> {
+    let tools = root.join("target/tools");
+    let stamp = tools.join(".installed-cargo-deny");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(CARGO_DENY_VERSION)
+        && tools.join("bin/cargo-deny").exists()
+    {
+        return Ok(());
+    }
+    step(
+        "cargo-deny",
+        Command::new("cargo")
+            .args(["install", "--locked", "--quiet", "--version", CARGO_DENY_VERSION, "cargo-deny", "--root"])
+            .arg(&tools)
+            // Its own build directory: the workspace's target holds plugwatch's build.
+            .env("CARGO_TARGET_DIR", tools.join("cargo-deny-build")),
+    )?;
+    let _ = std::fs::remove_dir_all(tools.join("cargo-deny-build"));
+    std::fs::write(&stamp, CARGO_DENY_VERSION)?;
+    Ok(())
 }
 
 /// Builds every guest into target/plugins; with `bless`, copies the examples over their committed copies.

@@ -7,6 +7,8 @@
 //! SQLite runs one pod, PostgreSQL several with a disruption budget, and no Secret value is committed.
 //!
 //! Every check runs; then every problem is reported, each naming the file or object and what is wrong.
+//! `--rendered FILE` runs only kubernetes-validate and checkov on one rendered file (the deploy tool's
+//! pre-check, `deploy.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -55,15 +57,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         std::fs::write(&rendered, &output.stdout)?;
         let objects = tools.yaml_documents(&rendered)?;
         let before = problems.len();
-        let unchecked = validate_schemas(overlay, &rendered, &tools, &mut problems)?;
-        for kind in unchecked {
-            if !CRD_KINDS.contains(&kind.as_str()) {
-                problems.push(format!(
-                    "{overlay}: kubernetes-validate has no schema for kind {kind}, and manifests.rs has no check for it"
-                ));
-            }
-        }
-        run_checkov(overlay, &rendered, &tools, &mut problems)?;
+        validate_rendered(overlay, &rendered, &tools, &mut problems)?;
         Overlay { name: overlay, dir: &dir, objects: &objects, source: &source, problems: &mut problems }.check();
         println!(
             "xtask: manifests: {overlay}: {} objects ({}), {} problem(s); rendered to {}",
@@ -79,6 +73,35 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     }
     println!("xtask: manifests: every check passed");
     Ok(())
+}
+
+/// `cargo xtask manifests --rendered FILE`: kubernetes-validate and checkov on one rendered file, as for
+/// each overlay above (the deploy tool's pre-check on what it is about to apply).
+pub fn check_rendered(root: &Path, rendered: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let tools = Tools::find(root)?;
+    let mut problems = Vec::new();
+    let label = rendered.display().to_string();
+    validate_rendered(&label, rendered, &tools, &mut problems)?;
+    println!("xtask: manifests: {label}: {:.1} s", started.elapsed().as_secs_f64());
+    if !problems.is_empty() {
+        bail!("{} problem(s) in {label}:\n  - {}", problems.len(), problems.join("\n  - "));
+    }
+    println!("xtask: manifests: {label}: kubernetes-validate and checkov passed");
+    Ok(())
+}
+
+/// The schema checks (every kind without a schema must be one checked here) and checkov.
+fn validate_rendered(label: &str, rendered: &Path, tools: &Tools, problems: &mut Vec<String>) -> anyhow::Result<()> {
+    let unchecked = validate_schemas(label, rendered, tools, problems)?;
+    for kind in unchecked {
+        if !CRD_KINDS.contains(&kind.as_str()) {
+            problems.push(format!(
+                "{label}: kubernetes-validate has no schema for kind {kind}, and manifests.rs has no check for it"
+            ));
+        }
+    }
+    run_checkov(label, rendered, tools, problems)
 }
 
 /// The checkers: kubectl from PATH, the Python ones from the tools venv (pins in tests/requirements.txt).
