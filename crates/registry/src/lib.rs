@@ -174,6 +174,8 @@ struct Inner {
     unwritten: tokio::sync::Mutex<Option<plugwatch_telemetry::Flush>>,
     /// Plugins whose component is being compiled and loaded right now (by name, with how many loads).
     in_progress: Mutex<BTreeMap<String, usize>>,
+    /// What the other replicas flushed of the live window (`persist.rs`).
+    peers: tokio::sync::Mutex<persist::PeerRows>,
 }
 
 /// Marks a plugin as being loaded for as long as it lives (a cancelled load unmarks it too).
@@ -220,6 +222,7 @@ impl Registry {
                 draining: AtomicBool::new(false),
                 unwritten: tokio::sync::Mutex::new(None),
                 in_progress: Mutex::new(BTreeMap::new()),
+                peers: Default::default(),
             }),
         };
         let mut plugins = BTreeMap::new();

@@ -1,10 +1,12 @@
 //! Persisting telemetry: continuing from what the store kept after a restart, and flushing, so that every
 //! stored row holds its whole interval and a write that failed is retried rather than lost.
 
-use std::time::SystemTime;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
-use plugwatch_telemetry::Flush;
+use plugwatch_telemetry::{Flush, Rollup};
 
+use crate::series::unix;
 use crate::{Registry, Result};
 
 impl Registry {
@@ -40,16 +42,41 @@ impl Registry {
     }
 }
 
+/// How far back a refresh of the other replicas' telemetry reads again: their rows older than this no
+/// longer change (a late record lands in the open bucket, and each flush writes the buckets it closed),
+/// except after a flush that failed and was retried; every `PEERS_FULL_EVERY`-th refresh rereads all.
+const PEERS_REREAD: Duration = Duration::from_secs(60);
+const PEERS_FULL_EVERY: u32 = 12;
+
+/// The other replicas' 10 s rows of the live window, by replica, plugin, version and start.
+#[derive(Default)]
+pub(crate) struct PeerRows {
+    rows: BTreeMap<(String, String, String, i64), Rollup>,
+    refreshes: u32,
+}
+
 impl Registry {
     /// Reads what the other replicas on the same database have flushed of the live window and hands it
-    /// to telemetry, so that its windows (the overview, alert rules) are the cluster's. A no-op on SQLite.
+    /// to telemetry, so that its windows (the overview, alert rules) are the cluster's: all of it on the
+    /// first call and every `PEERS_FULL_EVERY`-th, else only the last minute's rows. A no-op on SQLite.
     pub async fn refresh_peers(&self, now: SystemTime) -> Result<()> {
         if !self.inner.store.is_shared() {
             return Ok(());
         }
         let telemetry = &self.inner.telemetry;
-        let rows = self.inner.store.peer_rollups(now - telemetry.live_window()).await?;
-        telemetry.set_peers(rows);
+        let mut peers = self.inner.peers.lock().await;
+        let full = peers.refreshes % PEERS_FULL_EVERY == 0;
+        let oldest = now - telemetry.live_window();
+        let since = if full { oldest } else { (now - PEERS_REREAD).max(oldest) };
+        let fetched = self.inner.store.peer_rollups(since).await?;
+        let (since, oldest) = (unix(since), unix(oldest));
+        peers.rows.retain(|(_, _, _, start), _| *start >= oldest && *start < since);
+        for stored in fetched {
+            let r = stored.rollup;
+            peers.rows.insert((stored.replica, r.plugin.clone(), r.version.clone(), r.start), r);
+        }
+        peers.refreshes = peers.refreshes.wrapping_add(1);
+        telemetry.set_peers(peers.rows.values().cloned().collect());
         Ok(())
     }
 }

@@ -162,7 +162,8 @@ fn empty_point(start: i64) -> Point {
     }
 }
 
-fn unix(t: SystemTime) -> i64 {
+/// Whole seconds since the Unix epoch.
+pub(crate) fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 

@@ -12,7 +12,7 @@ use plugwatch_model::alerts::{
     AlertRecord, Channel, ChannelSpec, Delivery, HistoryEntry, HistoryFilter, Notification, Rule, RuleSpec, SeriesKey,
     Silence, SilenceSpec, Transition,
 };
-use plugwatch_telemetry::{Flush, HostSample, Persisted, Resolution, Rollup, RunLogEntry};
+use plugwatch_telemetry::{Flush, HostSample, Persisted, Resolution, RunLogEntry};
 
 use crate::{
     AttemptKey, AuditFilter, AuditRow, Guarded, HostPoint, KeyOrigin, MinuteRequests, NewAuditRow, NewTokenRecord,
@@ -174,7 +174,7 @@ delegate! {
     async fn rollups(&self, plugin: &str, version: Option<&str>, resolution: Resolution, from: SystemTime, to: SystemTime) -> Result<Vec<StoredRollup>>;
     async fn minute_requests(&self, plugins: &[&str], from: SystemTime) -> Result<Vec<MinuteRequests>>;
     async fn persisted_telemetry(&self, now: SystemTime, window: Duration) -> Result<Persisted>;
-    async fn peer_rollups(&self, since: SystemTime) -> Result<Vec<Rollup>>;
+    async fn peer_rollups(&self, since: SystemTime) -> Result<Vec<StoredRollup>>;
     async fn runs(&self, plugin: &str, limit: u32, failures_only: bool, before_us: Option<i64>) -> Result<Vec<RunLogEntry>>;
     async fn write_host_sample(&self, s: &HostSample) -> Result<()>;
     async fn host_points(&self, from: SystemTime, to: SystemTime, step: Duration, replica: Option<&str>) -> Result<Vec<HostPoint>>;

@@ -272,9 +272,15 @@ async fn replicas_write_their_own_telemetry_and_readers_merge_every_replica() {
 
     // Each sees the other's live window, with the latency sketch to merge exactly.
     let peers = a.peer_rollups(at(7000)).await.unwrap();
-    assert_eq!(peers.iter().map(|r| (r.start, r.total(), r.latency.count())).collect::<Vec<_>>(), [(7200, 5, 5)]);
+    assert_eq!(
+        peers
+            .iter()
+            .map(|r| (r.replica.as_str(), r.rollup.start, r.rollup.total(), r.rollup.latency.count()))
+            .collect::<Vec<_>>(),
+        [("b", 7200, 5, 5)]
+    );
     let peers = b.peer_rollups(at(7000)).await.unwrap();
-    assert_eq!(peers.iter().map(|r| r.total()).collect::<Vec<_>>(), [7]);
+    assert_eq!(peers.iter().map(|r| (r.replica.as_str(), r.rollup.total())).collect::<Vec<_>>(), [("a", 7)]);
     assert!(b.peer_rollups(at(7210)).await.unwrap().is_empty(), "nothing of a starts at or after 7210");
 
     // Host samples per replica.

@@ -148,7 +148,7 @@ impl Db {
 
     /// The 10 s rows of every other replica that start at or after `since`, with their latency sketches:
     /// what the others have flushed of the live window, which this replica adds to its own.
-    pub async fn peer_rollups(&self, since: SystemTime) -> Result<Vec<Rollup>> {
+    pub async fn peer_rollups(&self, since: SystemTime) -> Result<Vec<StoredRollup>> {
         let rows = sqlx::query(
             "SELECT s.plugin, s.version, r.*, k.sketch AS recent_sketch FROM rollups r
              JOIN series s ON s.id = r.series_id
@@ -162,11 +162,11 @@ impl Db {
         .await?;
         rows.iter()
             .map(|row| {
-                let mut rollup = read_rollup(row, Resolution::TenSeconds)?.rollup;
+                let mut stored = read_rollup(row, Resolution::TenSeconds)?;
                 if let Some(bytes) = row.get::<Option<Vec<u8>>, _>("recent_sketch") {
-                    rollup.latency = decode_sketch(&bytes)?;
+                    stored.rollup.latency = decode_sketch(&bytes)?;
                 }
-                Ok(rollup)
+                Ok(stored)
             })
             .collect()
     }
