@@ -250,14 +250,14 @@ impl Alerts {
 
     // Alerts and history.
 
-    /// Alerts pending, firing or without data, most severe first, then oldest first.
+    /// Alerts pending, firing or without data, most severe first, then oldest first: as stored, so that
+    /// a replica that does not evaluate (another leads) shows the leader's.
     pub async fn alerts_now(&self) -> Result<Vec<AlertNow>> {
         let loaded = self.loaded().await?;
         let now = SystemTime::now();
-        let state = self.inner.state.lock().await;
-        let mut out: Vec<AlertNow> = state
-            .records
-            .values()
+        let records = self.inner.store.alert_records().await?;
+        let mut out: Vec<AlertNow> = records
+            .iter()
             .filter_map(|record| {
                 let (rule, _) = loaded.rules.iter().find(|(r, _)| r.id == record.rule_id)?;
                 let labels = alert_labels(rule, &record.series);
@@ -432,15 +432,23 @@ impl Alerts {
     /// Forgets the loaded rules, silences and channels (the next reader loads them again), and tells the
     /// other replicas to do the same.
     async fn changed(&self) {
-        self.reload().await;
+        self.inner.state.lock().await.config = None;
         if let Err(error) = self.inner.store.announce(ALERTS_CHANGE).await {
             tracing::warn!(message = "Could not tell the other replicas of an alerting change.", %error);
         }
     }
 
-    /// Forgets the loaded rules, silences and channels: another replica changed them.
+    /// Forgets the loaded rules, silences and channels and re-reads the alert states: another replica
+    /// changed them (a rule's change or deletion also removes its stored states).
     pub async fn reload(&self) {
-        self.inner.state.lock().await.config = None;
+        // Read under the lock: an evaluation holds it until its states are stored.
+        let mut state = self.inner.state.lock().await;
+        let records = self.inner.store.alert_records().await;
+        state.config = None;
+        match records {
+            Ok(records) => state.records = records.into_iter().map(|r| ((r.rule_id, r.series.clone()), r)).collect(),
+            Err(error) => tracing::warn!(message = "Cannot re-read the alert states.", %error),
+        }
     }
 
     /// Continues from what the store holds, as after a restart: the alert states and configuration

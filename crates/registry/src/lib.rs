@@ -420,6 +420,8 @@ impl Registry {
     /// (or every plugin) re-read, a changed one reloaded (its component compiled if its active version
     /// changed), a deleted one forgotten, a new one loaded. Returns the plugins that changed.
     pub async fn sync(&self, only: Option<&str>) -> Result<Vec<String>> {
+        // The whole comparison under the changes lock: a local upload cannot publish between the reads.
+        let _guard = self.inner.changes.lock().await;
         let stored: BTreeMap<String, PluginRecord> = match only {
             Some(name) => match self.inner.store.plugin(name).await {
                 Ok(record) => BTreeMap::from([(record.name.clone(), record)]),
@@ -436,7 +438,6 @@ impl Registry {
         };
         for name in known {
             if !stored.contains_key(name) {
-                let _guard = self.inner.changes.lock().await;
                 self.forget(name);
                 changed.push(name.clone());
             }
@@ -445,7 +446,6 @@ impl Registry {
             if current.get(name).is_some_and(|entry| &entry.record == record) {
                 continue;
             }
-            let _guard = self.inner.changes.lock().await;
             self.reload(name).await?;
             changed.push(name.clone());
         }

@@ -42,9 +42,10 @@ impl Registry {
     }
 }
 
-/// How far back a refresh of the other replicas' telemetry reads again: their rows older than this no
-/// longer change (a late record lands in the open bucket, and each flush writes the buckets it closed),
-/// except after a flush that failed and was retried; every `PEERS_FULL_EVERY`-th refresh rereads all.
+/// How far back a refresh of the other replicas' telemetry reads again, at least: their rows older than
+/// two flush intervals and two buckets no longer change (a late record lands in the open bucket, and each
+/// flush writes the buckets it closed), except after a flush that failed and was retried; every
+/// `PEERS_FULL_EVERY`-th refresh rereads all.
 const PEERS_REREAD: Duration = Duration::from_secs(60);
 const PEERS_FULL_EVERY: u32 = 12;
 
@@ -58,8 +59,9 @@ pub(crate) struct PeerRows {
 impl Registry {
     /// Reads what the other replicas on the same database have flushed of the live window and hands it
     /// to telemetry, so that its windows (the overview, alert rules) are the cluster's: all of it on the
-    /// first call and every `PEERS_FULL_EVERY`-th, else only the last minute's rows. A no-op on SQLite.
-    pub async fn refresh_peers(&self, now: SystemTime) -> Result<()> {
+    /// first call and every `PEERS_FULL_EVERY`-th, else only the rows that may still change (the replicas
+    /// flush every `flush_interval`). A no-op on SQLite.
+    pub async fn refresh_peers(&self, now: SystemTime, flush_interval: Duration) -> Result<()> {
         if !self.inner.store.is_shared() {
             return Ok(());
         }
@@ -67,7 +69,8 @@ impl Registry {
         let mut peers = self.inner.peers.lock().await;
         let full = peers.refreshes % PEERS_FULL_EVERY == 0;
         let oldest = now - telemetry.live_window();
-        let since = if full { oldest } else { (now - PEERS_REREAD).max(oldest) };
+        let reread = PEERS_REREAD.max(2 * flush_interval + Duration::from_secs(20));
+        let since = if full { oldest } else { (now - reread).max(oldest) };
         let fetched = self.inner.store.peer_rollups(since).await?;
         let (since, oldest) = (unix(since), unix(oldest));
         peers.rows.retain(|(_, _, _, start), _| *start >= oldest && *start < since);

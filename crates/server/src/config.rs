@@ -60,7 +60,7 @@ pub struct ClusterSettings {
     /// This replica's name, under which it writes its telemetry: each replica needs its own [default:
     /// `<hostname>:<port>`, e.g. a Kubernetes pod's name and the port; with port 0, the process id].
     pub replica_id: Option<String>,
-    /// Seconds between checks of which replica leads the singleton work (alerting, retention, backups);
+    /// Seconds between checks of which replica leads the singleton work (alerting, retention);
     /// a new leader takes over within about 11 s plus this after the old one dies.
     pub leader_check_secs: u64,
     /// Seconds between reads of what the other replicas flushed, for cluster-wide live figures.

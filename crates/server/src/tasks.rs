@@ -211,8 +211,9 @@ async fn leader_loop(state: AppState, mut stop: watch::Receiver<bool>) {
 /// Reads what the other replicas flushed every `cluster.peers_secs`, for cluster-wide live windows.
 async fn peers_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_secs(state.config.cluster.peers_secs);
+    let flush = Duration::from_secs(state.config.telemetry.flush_interval_secs);
     loop {
-        if let Err(error) = state.registry.refresh_peers(SystemTime::now()).await {
+        if let Err(error) = state.registry.refresh_peers(SystemTime::now(), flush).await {
             tracing::warn!(message = "Cannot read the other replicas' telemetry.", %error);
         }
         if !tick(&mut stop, period).await {
@@ -228,6 +229,9 @@ async fn changes_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     let poll = Duration::from_secs(state.config.cluster.poll_secs);
     let mut listener = None;
     let mut next_poll = tokio::time::Instant::now() + poll;
+    // After the listening connection was lost: re-read everything once listening again, so that nothing
+    // changed in between is missed.
+    let mut missed = false;
     loop {
         if listener.is_none() {
             match state.registry.store().listen().await {
@@ -235,6 +239,9 @@ async fn changes_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 Err(error) => {
                     tracing::warn!(message = "Cannot listen for the other replicas' changes; polling.", %error)
                 }
+            }
+            if listener.is_some() && std::mem::take(&mut missed) {
+                apply_change(&state, None).await;
             }
         }
         let heard = async {
@@ -253,8 +260,7 @@ async fn changes_loop(state: AppState, mut stop: watch::Receiver<bool>) {
             Some(Ok(Change::Missed)) => apply_change(&state, None).await,
             Some(Err(error)) => {
                 tracing::warn!(message = "Lost the connection that hears the other replicas' changes.", %error);
-                listener = None;
-                apply_change(&state, None).await;
+                (listener, missed) = (None, true);
                 // Not in a tight loop while the database is away.
                 if !tick(&mut stop, Duration::from_secs(1)).await {
                     break;

@@ -9,9 +9,12 @@
 //! The leader holds `pg_try_advisory_lock(LEADER_LOCK)` on a dedicated connection whose server side probes
 //! the client with TCP keepalives (idle 5 s, every 2 s, 3 probes): PostgreSQL ends the session of a leader
 //! that died or was cut off within about 11 s, which releases the lock, and the next replica to try takes
-//! it. The leader checks its connection every time it asks [`Leadership::check`] (each with a 3 s bound),
-//! and steps down at the first failed check; a leader cut off from the database therefore stops leading
-//! (after at most one check interval plus 3 s) before the database lets another take over.
+//! it (`tcp_user_timeout` bounds the same when the cut came with data unacknowledged). The leader checks
+//! its connection every time it asks [`Leadership::check`] (each with a 3 s bound), and steps down at the
+//! first failed check; a leader cut off from the database therefore stops leading (after at most one check
+//! interval plus 3 s) before the database lets another take over. When the database itself ends the
+//! session (a restart, `pg_terminate_backend`), another replica may lead before the old one's next check:
+//! two leaders for up to one check interval, whose notifications may then go out twice (at least once).
 
 use std::time::Duration;
 
@@ -150,6 +153,8 @@ impl Store {
                     ("tcp_keepalives_idle", "5"),
                     ("tcp_keepalives_interval", "2"),
                     ("tcp_keepalives_count", "3"),
+                    // Unacknowledged data (a cut while the leader was writing) ends the session too.
+                    ("tcp_user_timeout", "11000"),
                     ("application_name", "plugwatch-leader"),
                 ]);
                 Leadership { inner: Inner::Postgres { options: Box::new(options), conn: None, held: false } }

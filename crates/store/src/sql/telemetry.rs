@@ -87,7 +87,8 @@ impl Db {
         let names = (0..plugins.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "SELECT s.plugin, s.version, r.replica, r.start, (r.{total}) AS requests FROM rollups r JOIN series s ON s.id = r.series_id
-             WHERE r.resolution = $1 AND r.start >= $2 AND s.plugin IN ({names})"
+             WHERE r.resolution = $1 AND r.start >= $2 AND s.plugin IN ({names})
+             ORDER BY r.start, s.plugin, s.version, r.replica"
         );
         let mut query =
             sqlx::query_as::<_, (String, String, String, i64, i64)>(&sql).bind(Resolution::Minute.seconds()).bind(unix(from));
