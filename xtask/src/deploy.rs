@@ -58,8 +58,11 @@ pub struct Environment {
     pub repository: String,
     pub rollout_timeout_secs: u64,
     pub health_timeout_secs: u64,
-    /// Whether to take a backup through the API before applying (SQLite only).
+    /// Whether to take a backup through the API before applying.
     pub backup: bool,
+    /// Whether that backup is restored through the API after a migration failure (one server on SQLite);
+    /// `false` with several replicas on PostgreSQL, which must all stop first: the report says how.
+    pub restore_in_place: bool,
     pub smoke: Smoke,
     pub prechecks: Vec<Precheck>,
 }
@@ -104,6 +107,7 @@ fn parse_config(text: &str, environment: &str) -> anyhow::Result<Environment> {
         "rollout_timeout_secs",
         "health_timeout_secs",
         "backup",
+        "restore_in_place",
         "smoke",
         "prechecks",
     ];
@@ -151,6 +155,10 @@ fn parse_config(text: &str, environment: &str) -> anyhow::Result<Environment> {
         rollout_timeout_secs: number("rollout_timeout_secs")?,
         health_timeout_secs: number("health_timeout_secs")?,
         backup: table.get("backup").and_then(toml::Value::as_bool).context("`backup`: true or false")?,
+        restore_in_place: match table.get("restore_in_place") {
+            None => true,
+            Some(value) => value.as_bool().context("`restore_in_place`: true or false")?,
+        },
         smoke: Smoke { plugin: string(smoke, "plugin")?, hook: string(smoke, "hook")?, input, channel },
         prechecks,
     })
@@ -791,6 +799,15 @@ impl<'a> Run<'a> {
         }
         said.push_str("; the new pods' log names a migration failure");
         match (self.backup.clone(), undone.is_ok()) {
+            (Some(id), true) if !self.env.restore_in_place => {
+                let how = format!(
+                    "restore the backup {id} by hand: scale deployment/{} to 0 replicas, run `plugwatch backup \
+                     restore {id}` with the database URL, then scale back",
+                    self.env.deployment
+                );
+                self.skip(restore, &how);
+                said.push_str(&format!(": {how}"));
+            }
             (Some(id), true) => {
                 let restored = self.step(restore, |run| {
                     let path = format!("/api/v1/backups/{id}/restore");
@@ -1653,6 +1670,30 @@ command = ["check", "load"]
         assert_token_hidden(&s, &outcome, 2);
     }
 
+    /// Several replicas on PostgreSQL: the backup is taken, but after a migration failure the tool says how
+    /// to restore it (every replica stopped) instead of restoring through the API.
+    #[test]
+    fn a_migration_failure_on_a_cluster_is_rolled_back_and_the_restore_explained() {
+        let s = Scratch::new("migration-cluster");
+        doubles(&s);
+        let crashing = fail("error: deployment \"plugwatch\" exceeded its progress deadline");
+        let log = "error: storage: database migration failed: while executing migration 14: no such column: kind\n";
+        kubectl(&s, vec![crashing, Reply::default()], log);
+        let mut settings = settings(&s, false);
+        settings.environment.restore_in_place = false;
+        let outcome = deploy(&settings);
+        assert_eq!(outcome.verdict, Verdict::RolledBack, "{:#?}", outcome.transcript);
+        let calls = s.effective_calls();
+        assert!(!calls.iter().any(|c| c.contains("/restore")), "no restore through the API: {calls:#?}");
+        let report = report(&outcome);
+        let reason = report["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("plugwatch backup restore {BACKUP_ID}")) && reason.contains("to 0 replicas"),
+            "{reason}"
+        );
+        assert_eq!(step_status(&report, "restore the backup taken before"), "skipped");
+    }
+
     #[test]
     fn a_failed_precheck_builds_pushes_and_applies_nothing() {
         let s = Scratch::new("precheck");
@@ -1890,7 +1931,8 @@ command = ["check", "load"]
             }
         }
         assert!(load_config(&root.join("deploy/deploy.toml"), "staging").unwrap().backup);
-        assert!(!load_config(&root.join("deploy/deploy.toml"), "production").unwrap().backup);
+        let production = load_config(&root.join("deploy/deploy.toml"), "production").unwrap();
+        assert!(production.backup && !production.restore_in_place);
         assert!(parse_config(CONFIG, "prod").unwrap_err().to_string().contains("no environment `prod`"));
         let typo = CONFIG.replace("rollout_timeout_secs", "rollout_timeout");
         assert!(

@@ -149,6 +149,12 @@ impl Backups {
     }
 
     async fn create_locked(&self, store: &Store, reason: Reason) -> Result<BackupInfo> {
+        let artifacts = self.data_dir.join("artifacts");
+        if store.is_shared() && artifacts.is_dir() {
+            // On PostgreSQL another replica may have stored components this data directory lacks; the
+            // archive takes them from here.
+            store.cache_shared_artifacts(&plugwatch_store::Artifacts::new(&self.data_dir)?).await?;
+        }
         let work = self.work_dir();
         let taken = match &self.destination {
             Destination::Local(_) => Vec::new(),
@@ -344,15 +350,11 @@ impl Backups {
         F: FnOnce(Store, &Restored) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>,
     {
-        if live.is_some_and(|store| store.sqlite_file().is_none()) {
-            // An archive holds a SQLite database: restoring it under a server on PostgreSQL would swap
-            // files that server does not read.
-            return Err(
-                plugwatch_store::StoreError::Unsupported("restoring a backup into a server on PostgreSQL").into()
-            );
-        }
         let _busy = self.busy.lock().await;
         let staged = restore::stage(archive, id, &self.data_dir, keys).await?;
+        if let Some(target) = live.filter(|store| store.is_shared()) {
+            return self.import_staged(target, staged, audit).await;
+        }
         let prepared = async {
             let safety = match live {
                 Some(store) => Some(self.create_locked(store, Reason::PreRestore).await?.id),
@@ -369,6 +371,31 @@ impl Backups {
                 Err(error)
             }
         }
+    }
+}
+
+impl Backups {
+    /// A staged restore written into a PostgreSQL database (every replica stopped): a safety backup of
+    /// what it holds, the audit entry into the staged copy, then every row and component replaced in one
+    /// transaction. The staged copy went through the same checks as for SQLite (checksums, integrity,
+    /// versions, the key, the migrations).
+    async fn import_staged<F, Fut>(&self, target: &Store, staged: restore::Staged, audit: F) -> Result<Restored>
+    where
+        F: FnOnce(Store, &Restored) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+    {
+        let imported = async {
+            let safety = self.create_locked(target, Reason::PreRestore).await?.id;
+            audit(staged.store().clone(), staged.restored()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            // Closing checkpoints the staged file: the import reads the file alone.
+            staged.store().close().await;
+            let file = self.data_dir.join(restore::STAGING).join(crate::DATABASE);
+            target.import_backup(&file, &self.data_dir.join(restore::STAGING).join("artifacts")).await?;
+            Ok::<_, BackupError>(Restored { safety_backup: Some(safety), ..staged.restored().clone() })
+        }
+        .await;
+        staged.abandon().await?;
+        imported
     }
 }
 

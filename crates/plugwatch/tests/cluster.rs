@@ -361,3 +361,48 @@ fn cluster_lockout_revoked_tokens_and_disabled_users_hold_on_every_replica() {
     assert_eq!(login(&r1, ADMIN_PASSWORD), 429, "locked out on r1");
     assert_eq!(login(&r2, ADMIN_PASSWORD), 429, "and on r2, with the right password");
 }
+
+/// A backup of the cluster's database taken through a replica's API (its rows, in the archive format a
+/// SQLite server writes, and the components), verified; the in-place restore refused while replicas run;
+/// the CLI restore into the stopped cluster brings back what was deleted after the backup, components
+/// included, on a replica with an empty data directory.
+#[test]
+fn cluster_a_backup_of_postgresql_is_verified_and_restored_into_the_stopped_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = database(dir.path()) else { return };
+    let mut r1 = replica(dir.path(), &url, "r1");
+    let mut r2 = replica(dir.path(), &url, "r2");
+    upload_echo(&r1);
+    wait_until("r2 serves the upload", Duration::from_secs(30), || invoke(&r2, "echo") == 200);
+
+    let (status, backup) = post_json(&r2, "/api/v1/backups", serde_json::json!({}));
+    let errors: Vec<String> = r2.logs.lock().unwrap().iter().filter(|l| l.contains("ERROR")).cloned().collect();
+    assert_eq!(status, 201, "{backup}: {errors:#?}");
+    let id = backup["id"].as_str().unwrap().to_owned();
+    assert_eq!(backup["counts"]["plugins"], 1, "{backup}");
+    assert_eq!(backup["counts"]["users"], 1, "{backup}");
+    let (status, verified) = post_json(&r2, &format!("/api/v1/backups/{id}/verify"), serde_json::json!({}));
+    assert_eq!(status, 200, "{verified}");
+    let (status, refused) = post_json(&r2, &format!("/api/v1/backups/{id}/restore"), serde_json::json!({}));
+    assert_eq!(status, 501, "an in-place restore under running replicas: {refused}");
+
+    // Changed after the backup: the plugin deleted everywhere.
+    let (status, _) = http(&r1.token, "DELETE", &format!("{}/api/v1/plugins/echo", r1.addr), None);
+    assert_eq!(status, 204);
+    wait_until("r2 forgot the plugin", Duration::from_secs(5), || invoke(&r2, "echo") == 404);
+    assert!(r1.terminate().0.success() && r2.terminate().0.success());
+
+    let restore = std::process::Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .args(["backup", "--data-dir", dir.path().join("r2").to_str().unwrap(), "restore", &id])
+        .env("PLUGWATCH_DATABASE_URL", &url)
+        .env("PLUGWATCH_SECRET_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&restore.stdout).into_owned() + &String::from_utf8_lossy(&restore.stderr);
+    assert!(restore.status.success(), "{said}");
+    assert!(said.contains("Restored"), "{said}");
+
+    // A replica with a data directory of its own, empty: the plugin and its component are back.
+    let r3 = replica(dir.path(), &url, "r3");
+    wait_until("r3 serves the restored plugin", Duration::from_secs(30), || invoke(&r3, "echo") == 200);
+}

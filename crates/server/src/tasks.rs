@@ -1,7 +1,7 @@
 //! Background tasks, each stopping on the one shutdown signal: startup (loading the plugins, then with
 //! `--demo` installing the examples and driving synthetic traffic), the telemetry flush, the host sampler,
 //! retention, scheduled backups, and alerting (evaluation and notification delivery); with several replicas
-//! on PostgreSQL also the leader election (only the leader runs alerting, retention and backups), the
+//! on PostgreSQL also the leader election (only the leader runs alerting, retention and scheduled backups), the
 //! other replicas' telemetry, and their change announcements (with a periodic re-read as the fallback).
 //! On shutdown the flush runs once more and writes everything telemetry still holds,
 //! including the open bucket. A load still in progress is abandoned, not awaited: its compile may go on on
@@ -31,14 +31,7 @@ pub fn spawn(state: &AppState, stop: watch::Receiver<bool>) -> Tasks {
     ];
     let mut handles = handles;
     if state.config.backup.enabled {
-        if state.registry.store().sqlite_file().is_some() {
-            handles.push(tokio::spawn(backup_loop(state.clone(), stop.clone())));
-        } else {
-            tracing::warn!(
-                message = "Scheduled backups cover SQLite only: back up the PostgreSQL database with its own tools \
-                           (pg_dump) and the plugin artifacts with the data directory.",
-            );
-        }
+        handles.push(tokio::spawn(backup_loop(state.clone(), stop.clone())));
     }
     if state.registry.store().is_shared() {
         handles.push(tokio::spawn(leader_loop(state.clone(), stop.clone())));
@@ -134,6 +127,13 @@ async fn backup_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
         if !tick(&mut stop, wait).await {
             break;
+        }
+        if !state.is_leader() {
+            // Another replica takes the scheduled backups; look again in a minute.
+            if !tick(&mut stop, Duration::from_secs(60)).await {
+                break;
+            }
+            continue;
         }
         let result = state.backups.scheduled(state.registry.store(), SystemTime::now()).await;
         let (result, target, detail) = match &result {

@@ -57,6 +57,11 @@ impl Artifacts {
         Ok(bytes)
     }
 
+    /// Whether the artifact with this hash is here (not checked: [`Artifacts::get`] checks it).
+    pub fn has(&self, sha256: &str) -> bool {
+        self.path(sha256).is_ok_and(|p| p.exists())
+    }
+
     /// Removes the artifact with this hash, if present.
     pub fn remove(&self, sha256: &str) -> Result<()> {
         match std::fs::remove_file(self.path(sha256)?) {

@@ -16,6 +16,7 @@
 //! session (a restart, `pg_terminate_backend`), another replica may lead before the old one's next check:
 //! two leaders for up to one check interval, whose notifications may then go out twice (at least once).
 
+use std::path::Path;
 use std::time::Duration;
 
 use sqlx::Connection as _;
@@ -107,6 +108,22 @@ async fn step(options: &PgConnectOptions, conn: &mut Option<PgConnection>, held:
     let (taken,): (bool,) =
         sqlx::query_as("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut *connection).await?;
     Ok(taken)
+}
+
+/// Writes a component's chunks (what is there already stays).
+pub(crate) async fn insert_chunks(conn: &mut PgConnection, sha256: &str, bytes: &[u8]) -> Result<()> {
+    for (seq, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
+        sqlx::query(
+            "INSERT INTO artifact_chunks (sha256, seq, bytes) VALUES ($1, $2, $3)
+             ON CONFLICT (sha256, seq) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(seq as i64)
+        .bind(chunk)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// A change another replica made, as [`ChangeListener::recv`] hands it out.
@@ -201,17 +218,7 @@ impl Store {
         if stored > 0 {
             return Ok(());
         }
-        for (seq, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
-            sqlx::query(
-                "INSERT INTO artifact_chunks (sha256, seq, bytes) VALUES ($1, $2, $3)
-                 ON CONFLICT (sha256, seq) DO NOTHING",
-            )
-            .bind(sha256)
-            .bind(seq as i64)
-            .bind(chunk)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_chunks(&mut tx, sha256, bytes).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -231,6 +238,40 @@ impl Store {
             return Err(StoreError::BadArtifact(sha256.to_owned()));
         }
         Ok(Some(chunks.into_iter().flat_map(|(_, bytes)| bytes).collect()))
+    }
+
+    /// Writes every component the database holds that `local` lacks into `local` (PostgreSQL; a no-op on
+    /// SQLite), e.g. before a backup archives them from the data directory. Returns how many.
+    pub async fn cache_shared_artifacts(&self, local: &crate::Artifacts) -> Result<usize> {
+        let Backend::Postgres(db) = &self.backend else { return Ok(0) };
+        let stored: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT sha256 FROM artifact_chunks").fetch_all(&db.pool).await?;
+        let mut written = 0;
+        for (sha256,) in stored.into_iter().filter(|(sha,)| !local.has(sha)) {
+            if let Some(bytes) = self.shared_artifact(&sha256).await?
+                && local.put(&bytes)? == sha256
+            {
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Replaces everything the PostgreSQL database holds with a backup's database file and components
+    /// (`<sha256>.wasm` files in `components`), in one transaction; the rows written.
+    pub async fn import_backup(&self, database_file: &Path, components: &Path) -> Result<u64> {
+        let Backend::Postgres(db) = &self.backend else {
+            return Err(StoreError::Unsupported("importing a backup into SQLite (a restore swaps the file)"));
+        };
+        let options = (*db.pool.connect_options()).clone();
+        let (file, components) = (database_file.to_owned(), components.to_owned());
+        let written =
+            tokio::task::spawn_blocking(move || crate::export::file_to_postgres(&file, &components, &options))
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+        // Series ids are the backup's now.
+        db.series.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Ok(written)
     }
 
     /// Removes a plugin component from the database (PostgreSQL; a no-op on SQLite).

@@ -11,6 +11,7 @@ mod alerts;
 mod artifacts;
 mod backend;
 mod cluster;
+mod export;
 mod model;
 mod plugins;
 // `sql/` is compiled once per database, by design (see `backend.rs`).
@@ -94,7 +95,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The database. Cheap to clone (a pool).
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    pub(crate) backend: Backend,
     /// SQLite's database file, for the snapshots taken on a connection of their own.
     sqlite_file: Option<Arc<PathBuf>>,
 }

@@ -39,7 +39,8 @@ pub(crate) const KINDS: &[(&str, &str)] = &[
 
 impl Store {
     /// Writes a consistent, compacted copy of the whole database to `path` (which must not exist), while
-    /// other connections go on reading and writing.
+    /// other connections go on reading and writing: SQLite's `VACUUM INTO`, or PostgreSQL's rows in one
+    /// repeatable-read transaction copied into a SQLite file of the same schema (`export.rs`).
     ///
     /// Blocking, on the calling thread and a connection of its own (not the pool's, whose worker threads
     /// run at normal priority): a backup runs it on its own low-priority thread, so rebuilding a large
@@ -49,7 +50,9 @@ impl Store {
             .to_str()
             .ok_or_else(|| StoreError::Corrupt(format!("snapshot path {} is not UTF-8", path.display())))?;
         let Some(db) = self.sqlite_file() else {
-            return Err(StoreError::Unsupported("a snapshot file of a PostgreSQL database (use pg_dump)"));
+            // PostgreSQL: its rows copied into a SQLite file of the same schema, the backups' format.
+            let crate::backend::Backend::Postgres(pg) = &self.backend else { unreachable!("SQLite has a file") };
+            return crate::export::postgres_to_file(&pg.pool.connect_options(), path);
         };
         let conn = rusqlite::Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.busy_timeout(Duration::from_secs(5))?;
@@ -60,7 +63,8 @@ impl Store {
     }
 }
 
-pub(crate) const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1";
+/// The newest migration applied (`success` a flag on both databases).
+pub(crate) const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
 
 /// `table` comes from `KINDS`, never from input.
 pub(crate) fn count(table: &str) -> String {

@@ -11,7 +11,8 @@ use plugwatch_backup::{BackupInfo, Backups, Reason, Restored};
 use plugwatch_server::ServeConfig;
 use plugwatch_store::Store;
 
-/// Take, list, check and restore backups of a data directory.
+/// Take, list, check and restore backups of a data directory, or of a PostgreSQL database
+/// (`PLUGWATCH_DATABASE_URL` or `database_url` in the configuration).
 #[derive(clap::Args)]
 pub struct BackupCommand {
     #[command(subcommand)]
@@ -36,7 +37,8 @@ enum Action {
     Verify { backup: String },
     /// Restore a backup (an id from `list`, or an archive file) into the data directory: everything is
     /// checked first, the current state is backed up, and the swap is all or nothing. Stop the server
-    /// first, or restore through its API.
+    /// first, or restore through its API; on PostgreSQL stop every replica (one transaction replaces
+    /// every row).
     Restore { backup: String },
     /// Delete a backup.
     Delete { backup: String },
@@ -107,6 +109,9 @@ impl BackupCommand {
 }
 
 async fn open(config: &ServeConfig) -> anyhow::Result<Store> {
+    if config.database_url.is_some() {
+        return config.open_store().await.context("cannot open the database");
+    }
     let dir = &config.data_dir;
     anyhow::ensure!(dir.join("plugwatch.db").exists(), "{} holds no plugwatch database", dir.display());
     let keys = config.key_source().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -154,7 +159,11 @@ async fn restore(config: &ServeConfig, backups: &Backups, arg: &str) -> anyhow::
     // Finish or clear what an interrupted restore left first.
     plugwatch_backup::recover(dir)?;
     let keys = config.key_source().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let live = if dir.join("plugwatch.db").exists() { Some(open(config).await?) } else { None };
+    let live = if config.database_url.is_some() || dir.join("plugwatch.db").exists() {
+        Some(open(config).await?)
+    } else {
+        None
+    };
     let (path, id, _fetched) = resolve(backups, arg).await?;
     let result = backups
         .restore_file(live.as_ref(), &path, &id, keys, |staged, restored| {

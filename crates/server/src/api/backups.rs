@@ -254,6 +254,14 @@ pub async fn restore(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    if state.registry.store().is_shared() {
+        // Every replica serves from the database: they must all stop before it is replaced.
+        return Err(plugwatch_store::StoreError::Unsupported(
+            "restoring into a running cluster: stop every replica, then run `plugwatch backup restore` with \
+             the database URL",
+        )
+        .into());
+    }
     let keys = state.config.key_source().map_err(|e| crate::error::internal(&e))?;
     let entry = |result, detail| AuditEntry {
         actor: Some(principal.clone()),
