@@ -255,6 +255,8 @@ pub async fn restore(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     if state.registry.store().is_shared() {
+        // An unknown or malformed id is that first (404), on a cluster too.
+        state.backups.get(&id).await?;
         // Every replica serves from the database: they must all stop before it is replaced.
         return Err(plugwatch_store::StoreError::Unsupported(
             "restoring into a running cluster: stop every replica, then run `plugwatch backup restore` with \
