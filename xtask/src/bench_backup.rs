@@ -114,10 +114,10 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let (mut cpu_without, mut cpu_during) = (Vec::new(), Vec::new());
     let mut total_during = 0.0;
     for _ in 0..ROUNDS {
-        let cpu = process_cpu(pid)?;
+        let cpu = crate::procfs::cpu_seconds(pid)?;
         let clock = Instant::now();
         without.push(wrk(&script, round_secs)?);
-        cpu_without.push((process_cpu(pid)? - cpu) / clock.elapsed().as_secs_f64());
+        cpu_without.push((crate::procfs::cpu_seconds(pid)? - cpu) / clock.elapsed().as_secs_f64());
 
         let stop = Arc::new(AtomicBool::new(false));
         let backups = {
@@ -131,10 +131,10 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             })
         };
         let threads = thread_cpu(pid)?;
-        let cpu = process_cpu(pid)?;
+        let cpu = crate::procfs::cpu_seconds(pid)?;
         let clock = Instant::now();
         let loaded = wrk(&script, round_secs);
-        cpu_during.push((process_cpu(pid)? - cpu) / clock.elapsed().as_secs_f64());
+        cpu_during.push((crate::procfs::cpu_seconds(pid)? - cpu) / clock.elapsed().as_secs_f64());
         total_during += clock.elapsed().as_secs_f64();
         for (name, secs) in thread_cpu(pid)? {
             *threads_cpu.entry(name.clone()).or_default() += secs - threads.get(&name).copied().unwrap_or(0.0);
@@ -473,35 +473,9 @@ fn wrk(script: &Path, secs: u32) -> anyhow::Result<Load> {
         .arg(&url)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("Non-2xx") {
-        bail!("non-2xx responses from {url}:\n{text}");
-    }
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
-    // The latency distribution: `     99%    3.21ms`.
-    let p99_ms = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .and_then(|v| millis(v.trim()))
-        .with_context(|| format!("no 99% latency in wrk's output:\n{text}"))?;
-    Ok(Load { rps, p99_ms })
-}
-
-/// wrk's `123.45us`, `3.21ms`, `1.02s` or `1.50m` in milliseconds.
-fn millis(v: &str) -> Option<f64> {
-    let split = v.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = v.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    Some(match unit {
-        "us" => number / 1e3,
-        "ms" => number,
-        "s" => number * 1e3,
-        "m" => number * 60e3,
-        _ => return None,
-    })
+    let summary = crate::wrk::parse(&text, &url)?;
+    let p99_ms = summary.p99_ms.with_context(|| format!("no 99% latency in wrk's output:\n{text}"))?;
+    Ok(Load { rps: summary.rps, p99_ms })
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -510,31 +484,18 @@ fn median(mut values: Vec<f64>) -> f64 {
     if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
 }
 
-/// CPU seconds (user and system) of a process from /proc.
-fn process_cpu(pid: u32) -> anyhow::Result<f64> {
-    stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
-}
-
 /// CPU seconds by thread name of a process (threads of one name summed).
 fn thread_cpu(pid: u32) -> anyhow::Result<BTreeMap<String, f64>> {
+    let per_second = crate::procfs::clock_ticks()?;
     let mut out = BTreeMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let Ok(stat) = std::fs::read_to_string(task?.path().join("stat")) else { continue };
         let name = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')).map_or("?", |(n, _)| n);
         // Numbered threads (`sqlx-sqlite-worker-3`) are one kind.
         let kind = name.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-').to_owned();
-        *out.entry(kind).or_default() += stat_cpu(&stat)?;
+        *out.entry(kind).or_default() += crate::procfs::stat_ticks(&stat)? as f64 / per_second;
     }
     Ok(out)
-}
-
-fn stat_cpu(stat: &str) -> anyhow::Result<f64> {
-    // Fields after the `(comm)`: state is the 3rd field, utime and stime the 14th and 15th.
-    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    // USER_HZ is 100 on every Linux this runs on.
-    Ok(ticks / 100.0)
 }
 
 fn sqlite_number(db: &Path, sql: &str) -> anyhow::Result<u64> {

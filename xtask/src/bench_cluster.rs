@@ -98,7 +98,8 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let (rows_after, wal_after) = write_load()?;
     let merged: Vec<u64> = replicas.iter().map(|(_, a)| merged_requests(a, &token)).collect::<anyhow::Result<_>>()?;
-    let cpu: Vec<f64> = replicas.iter().map(|(s, _)| cpu_seconds(s.0.id())).collect::<anyhow::Result<_>>()?;
+    let cpu: Vec<f64> =
+        replicas.iter().map(|(s, _)| crate::procfs::cpu_seconds(s.0.id())).collect::<anyhow::Result<_>>()?;
     drop(replicas);
     psql("postgres", &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))?;
 
@@ -155,22 +156,15 @@ fn wrk(script: &Path, targets: &[(&str, u32, u32)]) -> anyhow::Result<(f64, u64)
         })
         .collect::<anyhow::Result<_>>()?;
     let (mut rps, mut answered) = (0.0, 0u64);
-    for child in children {
+    for (child, (addr, _, _)) in children.into_iter().zip(targets) {
         let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        if text.contains("Non-2xx") || text.contains("Socket errors") {
+        let summary = crate::wrk::parse(&text, addr)?;
+        if summary.socket_errors {
             bail!("wrk saw errors:\n{text}");
         }
-        rps += text
-            .lines()
-            .find_map(|l| l.strip_prefix("Requests/sec:"))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .context("no Requests/sec in wrk's output")?;
-        answered += text
-            .lines()
-            .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.trim().to_owned()))
-            .and_then(|n| n.parse::<u64>().ok())
-            .context("no request count in wrk's output")?;
+        rps += summary.rps;
+        answered += summary.requests;
     }
     Ok((rps, answered))
 }
@@ -209,9 +203,4 @@ fn curl_json(addr: &str, token: &str, path: &str) -> anyhow::Result<serde_json::
         .arg(format!("http://{addr}{path}"))
         .output()?;
     crate::server::json(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// User and system CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    Ok(crate::procfs::cpu_ticks(pid)? as f64 / crate::procfs::clock_ticks()?)
 }

@@ -168,14 +168,7 @@ pub(crate) fn upload(addr: &str, component: &Path, name: &str, token: &str) -> a
 fn wrk(script: &Path, url: &str) -> anyhow::Result<f64> {
     let out =
         Command::new("wrk").args(["-t2", "-c32", &format!("-d{ROUND_SECS}s"), "-s"]).arg(script).arg(url).output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("Non-2xx") {
-        bail!("non-2xx responses from {url}");
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("no Requests/sec in wrk's output")
+    Ok(crate::wrk::parse(&String::from_utf8_lossy(&out.stdout), url)?.rps)
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {

@@ -54,6 +54,7 @@ mod schemathesis;
 mod server;
 mod services;
 mod tidy;
+mod wrk;
 
 /// The example plugins whose built components are committed (the demo loads them).
 const EXAMPLES: &[&str] = &["promo-discount", "loyalty-points"];

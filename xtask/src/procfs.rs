@@ -13,7 +13,16 @@ pub fn clock_ticks() -> anyhow::Result<f64> {
 
 /// `utime + stime` of a process, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
 pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// User and system CPU seconds of a process so far.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    Ok(cpu_ticks(pid)? as f64 / clock_ticks()?)
+}
+
+/// `utime + stime` in clock ticks of a `stat` file's text (a process's or a thread's).
+pub fn stat_ticks(stat: &str) -> anyhow::Result<u64> {
     // The command name (field 2) may hold spaces; the fields after it are plain.
     let rest = stat.rsplit_once(')').context("no command name in /proc/<pid>/stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
