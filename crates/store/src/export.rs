@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use futures::TryStreamExt as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{Column as _, Connection as _, Row as _, TypeInfo as _, ValueRef as _};
@@ -52,11 +53,11 @@ pub(crate) fn postgres_to_file(options: &PgConnectOptions, path: &Path) -> Resul
         let mut tx = lite.begin().await?;
         for table in tables(&mut tx).await?.into_iter().filter(|t| t != COMPONENTS_TABLE) {
             let columns = columns(&mut tx, &table).await?;
-            let list = columns.join(", ");
-            let marks = (1..=columns.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            let insert = format!("INSERT INTO {table} ({list}) VALUES ({marks})");
-            let rows = sqlx::query(&format!("SELECT {list} FROM {table}")).fetch_all(&mut pg).await?;
-            for row in &rows {
+            let (select, insert) = statements(&table, &columns, "");
+            // Row by row: a telemetry table may not fit in memory.
+            let mut rows = sqlx::query(&select).fetch(&mut pg);
+            while let Some(row) = rows.try_next().await? {
+                let row = &row;
                 let mut query = sqlx::query(&insert);
                 for i in 0..columns.len() {
                     query = match from_postgres(row, i)? {
@@ -101,11 +102,10 @@ pub(crate) fn file_to_postgres(path: &Path, components: &Path, options: &PgConne
         for table in &tables {
             let columns = columns(&mut lite, table).await?;
             let types = postgres_types(&mut tx, table, &columns).await?;
-            let list = columns.join(", ");
-            let marks = (1..=columns.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            let insert = format!("INSERT INTO {table} ({list}) OVERRIDING SYSTEM VALUE VALUES ({marks})");
-            let rows = sqlx::query(&format!("SELECT {list} FROM {table}")).fetch_all(&mut lite).await?;
-            for row in &rows {
+            let (select, insert) = statements(table, &columns, "OVERRIDING SYSTEM VALUE");
+            let mut rows = sqlx::query(&select).fetch(&mut lite);
+            while let Some(row) = rows.try_next().await? {
+                let row = &row;
                 let mut query = sqlx::query(&insert);
                 for (i, kind) in types.iter().enumerate() {
                     query = match (from_sqlite(row, i)?, kind.as_str()) {
@@ -173,23 +173,34 @@ async fn columns(conn: &mut SqliteConnection, table: &str) -> Result<Vec<String>
     Ok(names.into_iter().map(|(n,)| n).collect())
 }
 
+/// The `SELECT` of `columns` of `table` and the `INSERT` of one row of them (`overriding` between the
+/// columns and `VALUES`). The names come from the database's own catalogue, never from input.
+fn statements(table: &str, columns: &[String], overriding: &str) -> (String, String) {
+    let list = columns.join(", ");
+    let marks = (1..=columns.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    (format!("SELECT {list} FROM {table}"), format!("INSERT INTO {table} ({list}) {overriding} VALUES ({marks})"))
+}
+
 /// The PostgreSQL types of `columns` of `table` (`bigint`, `boolean`, `text`, `bytea`, …), in order.
 async fn postgres_types(conn: &mut PgConnection, table: &str, columns: &[String]) -> Result<Vec<String>> {
-    let mut out = Vec::with_capacity(columns.len());
-    for column in columns {
-        let found: Option<(String,)> = sqlx::query_as(
-            "SELECT data_type::TEXT FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
-        )
-        .bind(table)
-        .bind(column)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let (kind,) =
-            found.ok_or_else(|| StoreError::Corrupt(format!("the database has no column {table}.{column}")))?;
-        out.push(kind);
-    }
-    Ok(out)
+    let known: std::collections::HashMap<String, String> = sqlx::query_as(
+        "SELECT column_name::TEXT, data_type::TEXT FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = $1",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    columns
+        .iter()
+        .map(|column| {
+            known
+                .get(column)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("the database has no column {table}.{column}")))
+        })
+        .collect()
 }
 
 fn from_postgres(row: &PgRow, i: usize) -> Result<Value> {
