@@ -438,19 +438,20 @@ impl Telemetry {
             .collect();
         let bucket = self.config.bucket.as_secs() as i64;
         let window_start = series::window_start(now_secs, span, bucket);
-        let mut added = false;
-        for (plugin_version, _) in peers.buckets.iter().filter(|((p, _), _)| plugin.is_none_or(|only| only == p)) {
-            let (p, v) = plugin_version;
-            if out.iter().any(|s| &s.plugin == p && &s.version == v) {
+        // This process's series, by plugin and version (the map's order): the peers' series among them
+        // are done.
+        let local = out.len();
+        for (p, v) in peers.buckets.keys().filter(|(p, _)| plugin.is_none_or(|only| only == p)) {
+            let key = (p.as_str(), v.as_str());
+            if out[..local].binary_search_by(|s| (s.plugin.as_str(), s.version.as_str()).cmp(&key)).is_ok() {
                 continue;
             }
             let mut window = Rollup::new(String::new(), String::new(), Resolution::Minute, window_start);
             if let Some(last) = peers.add(p, v, window_start, &mut window) {
                 out.push(stats(p, v, window, window_start, Some(last), now));
-                added = true;
             }
         }
-        if added {
+        if out.len() > local {
             out.sort_by(|a, b| (&a.plugin, &a.version).cmp(&(&b.plugin, &b.version)));
         }
         out
