@@ -1,7 +1,8 @@
 //! Several `plugwatch serve` replicas on one PostgreSQL database, as an operator runs them behind a load
 //! balancer: the real binary, one database, requests spread over the replicas. Telemetry merged across
 //! replicas, registry changes reaching every replica, the leader killed and alerting carrying on, and
-//! access (lockout, revoked tokens, disabled users) holding on every replica.
+//! access (lockout, revoked tokens, disabled users) holding on every replica, and Redis as the shared
+//! cache going away and coming back under load.
 //!
 //! PostgreSQL only: these tests need `PLUGWATCH_TEST_POSTGRES` and fail without it. `cargo xtask test`
 //! runs them in its PostgreSQL pass, against the PostgreSQL it starts on loopback; its SQLite pass sets
@@ -41,6 +42,11 @@ fn database(dir: &Path) -> Option<String> {
 /// Starts replica `name` on `url` with its own data directory under `dir`, quick intervals, and waits
 /// until it is ready.
 fn replica(dir: &Path, url: &str, name: &str) -> Running {
+    replica_with(dir, url, name, &[])
+}
+
+/// [`replica`] with more settings.
+fn replica_with(dir: &Path, url: &str, name: &str, more: &[(&str, &str)]) -> Running {
     let data = dir.join(name);
     let server = serve(
         &["--data-dir", data.to_str().unwrap(), "--replica-id", name],
@@ -54,7 +60,11 @@ fn replica(dir: &Path, url: &str, name: &str) -> Running {
             ("PLUGWATCH_ALERTS__INTERVAL_SECS", "1"),
             ("PLUGWATCH_ALERTS__RETRY_BASE_MS", "200"),
             ("PLUGWATCH_ALERTS__RETRY_MAX_SECS", "1"),
-        ],
+        ]
+        .iter()
+        .chain(more)
+        .copied()
+        .collect::<Vec<_>>(),
     );
     server.wait_readyz("ready", |status, _| status == 200);
     server
@@ -405,4 +415,208 @@ fn cluster_a_backup_of_postgresql_is_verified_and_restored_into_the_stopped_clus
     // A replica with a data directory of its own, empty: the plugin and its component are back.
     let r3 = replica(dir.path(), &url, "r3");
     wait_until("r3 serves the restored plugin", Duration::from_secs(30), || invoke(&r3, "echo") == 200);
+}
+
+/// A second process under a running replica's id is refused. `plugwatch secrets rotate` on PostgreSQL:
+/// refused while a replica is connected (naming it), then done
+/// with every replica stopped; the replicas start with the new key and the plugin still gets its secret,
+/// and the old key no longer opens the database.
+#[test]
+fn cluster_replica_ids_are_unique_and_secrets_rotate_waits_for_every_replica_to_stop() {
+    const SECRET: &str = "kitchen-printer-token-77";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = database(dir.path()) else { return };
+    let mut r1 = replica(dir.path(), &url, "r1");
+    // A second process under a running replica's name is refused (it would overwrite r1's telemetry).
+    let twin = std::process::Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--replica-id", "r1"])
+        .args(["--data-dir", dir.path().join("twin").to_str().unwrap()])
+        .env("PLUGWATCH_DATABASE_URL", &url)
+        .env("PLUGWATCH_SECRET_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&twin.stderr);
+    assert_eq!(twin.status.code(), Some(2), "{said}");
+    assert!(said.contains("another running plugwatch uses the replica id `r1`"), "{said}");
+    upload_prefixer(&r1, SECRET);
+    assert_eq!(prefixer_output(&r1), format!("{SECRET}1"));
+    let new_key = "3c".repeat(32);
+    let key_file = dir.path().join("new.key");
+    std::fs::write(&key_file, &new_key).unwrap();
+    let rotate = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+            .args(["secrets", "rotate", "--data-dir", dir.path().join("cli").to_str().unwrap()])
+            .args(["--new-key-file", key_file.to_str().unwrap()])
+            .env("PLUGWATCH_DATABASE_URL", &url)
+            .env("PLUGWATCH_SECRET_KEY", SECRET_KEY)
+            .output()
+            .unwrap()
+    };
+    let refused = rotate();
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("stop every replica first") && said.contains("plugwatch "), "{said}");
+    assert_eq!(prefixer_output(&r1), format!("{SECRET}1"), "nothing changed under the running replica");
+
+    assert!(r1.terminate().0.success());
+    let rotated = rotate();
+    let said = String::from_utf8_lossy(&rotated.stderr).into_owned();
+    assert!(rotated.status.success(), "{said}");
+    assert!(said.contains("Re-encrypted 1 secrets"), "{said}");
+
+    let with_new = serve(
+        &["--data-dir", dir.path().join("r2").to_str().unwrap(), "--replica-id", "r2"],
+        &[("PLUGWATCH_DATABASE_URL", &url), ("PLUGWATCH_SECRET_KEY", &new_key)],
+    );
+    with_new.wait_readyz("ready", |status, _| status == 200);
+    assert_eq!(prefixer_output(&with_new), format!("{SECRET}1"));
+    let old = std::process::Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().join("r3").to_str().unwrap()])
+        .env("PLUGWATCH_DATABASE_URL", &url)
+        .env("PLUGWATCH_SECRET_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(old.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&old.stderr).contains("the configured key is"));
+}
+
+/// A `redis-server` of this test's own on `port`, keeping nothing on disk; stopped when dropped.
+struct RedisServer(std::process::Child);
+
+impl RedisServer {
+    fn start(port: u16) -> RedisServer {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("this test needs redis-server (Debian's package; `cargo xtask tools` installs it)");
+        wait_until("redis-server listens", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        RedisServer(child)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `cache` part of a replica's `/api/v1/cluster`.
+fn cache_stats(server: &Running) -> serde_json::Value {
+    let (status, cluster) = get_json(server, "/api/v1/cluster");
+    assert_eq!(status, 200);
+    cluster["cache"].clone()
+}
+
+#[test]
+fn cluster_with_redis_answers_every_request_while_redis_goes_away_and_uses_it_again_when_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = database(dir.path()) else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis = RedisServer::start(port);
+    let cache = format!("redis://127.0.0.1:{port}");
+    // No periodic re-read within the test: every change below travels as an announcement.
+    let settings = [
+        ("PLUGWATCH_CACHE_URL", cache.as_str()),
+        ("PLUGWATCH_CLUSTER__CACHE_TTL_SECS", "1"),
+        ("PLUGWATCH_CLUSTER__POLL_SECS", "600"),
+    ];
+    let first = replica_with(dir.path(), &url, "r1", &settings);
+    let replicas =
+        [first, replica_with(dir.path(), &url, "r2", &settings), replica_with(dir.path(), &url, "r3", &settings)];
+    let [r1, r2, r3] = [&replicas[0], &replicas[1], &replicas[2]];
+    upload_echo(r1);
+    upload(r1, &serde_json::json!({"name": "spare", "version": "1.0.0"}), &echo_wasm());
+    wait_until("the uploads reached r2 and r3", Duration::from_secs(2), || {
+        [r2, r3].iter().all(|r| invoke(r, "echo") == 200 && invoke(r, "spare") == 200)
+    });
+    assert!(cache_stats(r1)["published"].as_u64().unwrap() >= 2, "the uploads were announced through Redis");
+
+    // Clients on every replica, invoking and reading the dashboard, the whole time.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            let (addr, token, stop) = (replicas[i].addr.clone(), replicas[i].token.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut answered, mut refused) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let body = br#"{"hook":"h","input":1}"#.to_vec();
+                    let invoke = format!("{addr}/api/v1/plugins/echo/invoke");
+                    let (status, text) = http(&token, "POST", &invoke, Some(("application/json", body)));
+                    match status {
+                        200 => answered += 1,
+                        _ => refused.push(format!("invoke: {status} {text}")),
+                    }
+                    for read in ["/api/v1/overview?sparkline=true", "/api/v1/plugins/echo/series?step=10"] {
+                        let (status, text) = http(&token, "GET", &format!("{addr}{read}"), None);
+                        if status != 200 {
+                            refused.push(format!("{read}: {status} {text}"));
+                        }
+                    }
+                }
+                (answered, refused)
+            })
+        })
+        .collect();
+    wait_until("dashboard reads answered from Redis", Duration::from_secs(10), || {
+        replicas.iter().all(|r| cache_stats(r)["hits"].as_u64().unwrap() > 0)
+    });
+
+    // Redis goes away mid-run: nobody is refused, and a change still reaches every replica in 2 s,
+    // through the database.
+    drop(redis);
+    wait_until("every replica noticed", Duration::from_secs(10), || {
+        replicas.iter().all(|r| cache_stats(r)["up"] == false)
+    });
+    let (status, _) = post_json(r2, "/api/v1/plugins/spare/disable", serde_json::json!({}));
+    assert_eq!(status, 204);
+    let seen = wait_until("the disable reached r1 and r3 without Redis", Duration::from_secs(2), || {
+        invoke(r1, "spare") == 409 && invoke(r3, "spare") == 409
+    });
+    eprintln!("without Redis, a disable on r2 reached r1 and r3 after {seen:?}");
+
+    // Redis comes back: every replica uses it again, for reads and for announcements.
+    let hits_before: Vec<u64> = replicas.iter().map(|r| cache_stats(r)["hits"].as_u64().unwrap()).collect();
+    let _redis = RedisServer::start(port);
+    wait_until("every replica reads from Redis again", Duration::from_secs(15), || {
+        replicas.iter().zip(&hits_before).all(|(r, before)| {
+            let stats = cache_stats(r);
+            stats["up"] == true && stats["hits"].as_u64().unwrap() > *before
+        })
+    });
+    let published = cache_stats(r3)["published"].as_u64().unwrap();
+    let (status, _) = post_json(r3, "/api/v1/plugins/spare/enable", serde_json::json!({}));
+    assert_eq!(status, 204);
+    wait_until("the enable reached r1 and r2", Duration::from_secs(2), || {
+        invoke(r1, "spare") == 200 && invoke(r2, "spare") == 200
+    });
+    assert!(cache_stats(r3)["published"].as_u64().unwrap() > published, "the enable went through Redis again");
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut answered = 0;
+    for client in clients {
+        let (n, refused) = client.join().unwrap();
+        assert!(refused.is_empty(), "requests refused while Redis came and went: {refused:?}");
+        answered += n;
+    }
+    // What the dashboard shows through the cache converges on what was served.
+    let served_ok: u64 = replicas.iter().map(ok_invocations_in_metrics).sum();
+    assert!(served_ok >= answered, "served {served_ok}, clients got {answered}");
+    wait_until("every replica's series shows every invocation", Duration::from_secs(10), || {
+        replicas.iter().all(|r| {
+            let (_, series) = get_json(r, "/api/v1/plugins/echo/series?step=60");
+            let ok: u64 =
+                series["points"].as_array().unwrap().iter().map(|p| p["outcomes"]["ok"].as_u64().unwrap_or(0)).sum();
+            ok == served_ok
+        })
+    });
+    // Each replica said once that Redis went away and once that it was back.
+    for r in &replicas {
+        let said = |what: &str| r.logs.lock().unwrap().iter().filter(|l| l.contains(what)).count();
+        assert_eq!((said("Redis is unavailable"), said("Redis is back")), (1, 1), "{}", r.addr);
+    }
+    eprintln!("{answered} invocations answered by the clients while Redis came and went, none refused");
 }

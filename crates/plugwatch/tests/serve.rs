@@ -284,24 +284,6 @@ fn a_cold_compile_keeps_no_more_memory_than_a_warm_start() {
     assert!(cold <= warm + (64 << 20), "after compiling: {} MiB; after a warm start: {} MiB", cold >> 20, warm >> 20);
 }
 
-/// Uploads a plugin that answers its `prefix` config (here a secret) followed by its input.
-fn upload_prefixer(server: &Running, secret: &str) {
-    let body = include_str!("../../runtime/tests/fixtures/prefixer.body.wat");
-    let wasm =
-        wat::parse_str(TEMPLATE.replace("{extra}", r#"(data (i32.const 100) "prefix")"#).replace("{body}", body))
-            .unwrap();
-    let manifest = serde_json::json!({"name": "vault", "version": "1.0.0", "secrets": {"prefix": secret}});
-    upload(server, &manifest, &wasm);
-}
-
-/// What the prefixer answers to the input `1`.
-fn prefixer_output(server: &Running) -> String {
-    let url = format!("{}/api/v1/plugins/vault/invoke/h", server.addr);
-    let (status, text) = http(&server.token, "POST", &url, Some(("application/octet-stream", b"1".to_vec())));
-    assert_eq!(status, 200, "{text}");
-    text
-}
-
 fn stop(mut server: Running) {
     Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(server.child.wait().unwrap().success());

@@ -79,6 +79,10 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 /// How a plugin change is named to the other replicas (`registry:<plugin>`, see [`Store::announce`]).
 pub const REGISTRY_CHANGE: &str = "registry:";
 
+/// How a replica tells the others it flushed telemetry, so that they read it at once rather than at
+/// their next periodic read: the live figures on every replica follow within moments of each flush.
+pub const TELEMETRY_CHANGE: &str = "telemetry";
+
 /// A plugin as the registry sees it now.
 #[derive(Clone)]
 pub struct Entry {

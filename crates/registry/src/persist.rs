@@ -33,7 +33,16 @@ impl Registry {
         flush.rollups.extend(rollups);
         flush.runs.extend(runs);
         match self.inner.store.write_flush(&flush).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                drop(pending);
+                if self.inner.store.is_shared()
+                    && let Err(error) = self.inner.store.announce(crate::TELEMETRY_CHANGE).await
+                {
+                    // The others read it at their next periodic read.
+                    tracing::debug!(message = "Cannot announce a flush.", %error);
+                }
+                Ok(())
+            }
             Err(error) => {
                 *pending = Some(flush);
                 Err(error.into())

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use plugwatch_store::Retention;
@@ -39,6 +40,12 @@ pub struct ServeConfig {
     /// SQLite, `plugwatch.db` in the data directory.
     #[serde(skip_serializing)]
     pub database_url: Option<Secret>,
+    /// Redis, shared by the replicas, for the dashboard's repeated reads and the change announcements:
+    /// `redis://[:password@]host[:port][/db]` (usually set with `PLUGWATCH_CACHE_URL` or `--cache`; never
+    /// shown). Optional: without it, or while it is away, every replica reads the database and announces
+    /// through it.
+    #[serde(skip_serializing)]
+    pub cache_url: Option<Secret>,
     pub http: HttpConfig,
     pub runtime: RuntimeSettings,
     pub telemetry: TelemetrySettings,
@@ -68,11 +75,24 @@ pub struct ClusterSettings {
     /// Seconds between full re-reads of the plugins and the alerting configuration: the fallback for a
     /// change announcement this replica missed (announcements reach the others at once).
     pub poll_secs: u64,
+    /// Seconds a dashboard read stays in the shared cache (`cache_url`): how much later another
+    /// replica's latest flush may show on the dashboard than without the cache.
+    pub cache_ttl_secs: u64,
+    /// What this cluster's keys and channel in the shared cache start with: clusters sharing one Redis
+    /// need different ones (or different Redis databases, `redis://host/<n>`).
+    pub cache_namespace: String,
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
-        ClusterSettings { replica_id: None, leader_check_secs: 2, peers_secs: 5, poll_secs: 30 }
+        ClusterSettings {
+            replica_id: None,
+            leader_check_secs: 2,
+            peers_secs: 5,
+            poll_secs: 30,
+            cache_ttl_secs: 5,
+            cache_namespace: "plugwatch".into(),
+        }
     }
 }
 
@@ -163,6 +183,7 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("plugwatch-data"),
             cache_dir: None,
             database_url: None,
+            cache_url: None,
             log_format: LogFormat::Text,
             demo: false,
             drain_timeout_secs: 30,
@@ -375,6 +396,13 @@ impl ServeConfig {
                 "`cluster.replica_id` must be 1 to 128 visible ASCII characters without spaces, not {id:?}"
             ));
         }
+        let namespace = &self.cluster.cache_namespace;
+        if namespace.is_empty() || namespace.len() > 64 || !namespace.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(format!(
+                "`cluster.cache_namespace` must be 1 to 64 visible ASCII characters without spaces, not {namespace:?}"
+            ));
+        }
+        self.shared_cache()?;
         let t = &self.telemetry;
         for (name, value) in [
             ("telemetry.flush_interval_secs", t.flush_interval_secs),
@@ -383,6 +411,7 @@ impl ServeConfig {
             ("cluster.leader_check_secs", self.cluster.leader_check_secs),
             ("cluster.peers_secs", self.cluster.peers_secs),
             ("cluster.poll_secs", self.cluster.poll_secs),
+            ("cluster.cache_ttl_secs", self.cluster.cache_ttl_secs),
         ] {
             if value == 0 {
                 return Err(format!("`{name}` must be at least 1"));
@@ -455,15 +484,32 @@ impl ServeConfig {
         Ok(())
     }
 
-    /// Opens the configured database: PostgreSQL at `database_url`, else SQLite in the data directory.
-    pub async fn open_store(&self) -> Result<plugwatch_store::Store, crate::ServerError> {
+    /// Opens the configured database: PostgreSQL at `database_url`, else SQLite in the data directory;
+    /// reading through `cache`, if given.
+    pub async fn open_store(
+        &self,
+        cache: Option<&Arc<plugwatch_cache::Redis>>,
+    ) -> Result<plugwatch_store::Store, crate::ServerError> {
         let keys = self.key_source().map_err(crate::ServerError::Config)?;
-        Ok(match &self.database_url {
+        let store = match &self.database_url {
             Some(url) => plugwatch_store::Store::connect(url.expose(), &self.data_dir, keys)
                 .await?
                 .with_replica(&self.replica_id()),
             None => plugwatch_store::Store::open_with(&self.data_dir, keys).await?,
+        };
+        Ok(match cache {
+            Some(cache) => store.with_cache(cache.clone(), Duration::from_secs(self.cluster.cache_ttl_secs)),
+            None => store,
         })
+    }
+
+    /// The shared cache at `cache_url`, if one is configured (it connects on first use). A URL that is not
+    /// Redis's is refused, saying what is expected.
+    pub fn shared_cache(&self) -> Result<Option<Arc<plugwatch_cache::Redis>>, String> {
+        let Some(url) = &self.cache_url else { return Ok(None) };
+        let cache = plugwatch_cache::Redis::new(url.expose(), &self.cluster.cache_namespace)
+            .map_err(|e| format!("`cache_url` (PLUGWATCH_CACHE_URL, --cache): {e}"))?;
+        Ok(Some(Arc::new(cache)))
     }
 
     /// The key that encrypts secrets at rest: `secret_key`, else the key in `secret_key_file`, else the

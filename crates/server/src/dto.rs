@@ -680,6 +680,23 @@ pub struct Cluster {
     pub leader: bool,
     /// Every replica that wrote a host sample in the last two minutes (this one included), by name.
     pub replicas: Vec<ClusterReplica>,
+    /// The shared cache (Redis) as this replica sees it; absent when none is configured.
+    pub cache: Option<CacheDto>,
+}
+
+/// What this replica's shared cache did since it started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CacheDto {
+    /// Whether Redis answered the last command.
+    pub up: bool,
+    /// Reads answered from the cache.
+    pub hits: u64,
+    /// Reads Redis answered without a value (then read from the database and stored).
+    pub misses: u64,
+    /// Commands that failed, or were skipped while Redis was away.
+    pub errors: u64,
+    /// Change announcements sent through Redis (the others went through the database).
+    pub published: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

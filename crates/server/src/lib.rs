@@ -62,6 +62,12 @@ pub struct Shared {
     /// Whether this process leads the singleton work: always on SQLite; on PostgreSQL while it holds the
     /// leader's lock (`tasks::leader_loop`).
     pub(crate) leader: tokio::sync::watch::Sender<bool>,
+    /// The shared cache (Redis), if configured.
+    pub cache: Option<Arc<plugwatch_cache::Redis>>,
+    /// Another replica announced a flush: read its telemetry now (`tasks::peers_loop`).
+    pub(crate) peers_flushed: tokio::sync::Notify,
+    /// This replica's id, held against another process taking it too (PostgreSQL).
+    _replica_claim: plugwatch_store::ReplicaClaim,
 }
 
 impl AppState {
@@ -193,7 +199,9 @@ impl Server {
             );
         }
         let backups = Arc::new(plugwatch_backup::Backups::open(&config.data_dir, config.backup.clone())?);
-        let store = config.open_store().await?;
+        let cache = config.shared_cache().map_err(ServerError::Config)?;
+        let store = config.open_store(cache.as_ref()).await?;
+        let replica_claim = store.claim_replica().await.map_err(|e| ServerError::Config(e.to_string()))?;
         log_secret_key(&store);
         let artifacts = Artifacts::new(&config.data_dir)?;
         let runtime = Runtime::new(config.runtime_config())?;
@@ -232,6 +240,9 @@ impl Server {
             config,
             started: AtomicBool::new(false),
             leader,
+            cache,
+            peers_flushed: tokio::sync::Notify::new(),
+            _replica_claim: replica_claim,
         }));
         Ok(Server { listener, state })
     }

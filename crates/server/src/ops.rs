@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 
 use crate::AppState;
 use crate::api::ApiErrors;
-use crate::dto::{Cluster, ClusterReplica, Health, Ready};
+use crate::dto::{CacheDto, Cluster, ClusterReplica, Health, Ready};
 
 /// The process is alive.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
@@ -60,6 +60,16 @@ pub async fn cluster(State(state): State<AppState>) -> Result<Json<Cluster>, cra
         replica: store.replica(),
         leader: state.is_leader(),
         replicas,
+        cache: state.cache.as_ref().map(|cache| {
+            let stats = cache.stats();
+            CacheDto {
+                up: stats.up,
+                hits: stats.hits,
+                misses: stats.misses,
+                errors: stats.errors,
+                published: stats.published,
+            }
+        }),
     }))
 }
 

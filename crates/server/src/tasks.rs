@@ -216,17 +216,26 @@ async fn peers_loop(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(error) = state.registry.refresh_peers(SystemTime::now(), flush).await {
             tracing::warn!(message = "Cannot read the other replicas' telemetry.", %error);
         }
-        if !tick(&mut stop, period).await {
+        // The next read at the period's end, or at once when another replica announces a flush.
+        let woken = tokio::select! {
+            () = state.peers_flushed.notified() => true,
+            slept = tick(&mut stop, period) => slept,
+        };
+        if !woken || *stop.borrow() {
             break;
         }
     }
 }
 
-/// Applies the changes other replicas announce (a plugin, tokens and users, alerting), and re-reads all of
-/// it every `cluster.poll_secs` and after the listening connection was lost, for announcements missed.
+/// Applies the changes other replicas announce (a plugin, tokens and users, alerting, a flush), heard on
+/// the database's channel and, with Redis configured, on the shared cache's; and re-reads all of it every
+/// `cluster.poll_secs` and after either listening connection was lost, for announcements missed.
 async fn changes_loop(state: AppState, mut stop: watch::Receiver<bool>) {
+    use plugwatch_cache::Heard;
     use plugwatch_store::Change;
     let poll = Duration::from_secs(state.config.cluster.poll_secs);
+    let replica = state.registry.store().replica();
+    let mut subscription = state.cache.as_ref().map(|cache| cache.subscribe());
     let mut listener = None;
     let mut next_poll = tokio::time::Instant::now() + poll;
     // After the listening connection was lost: re-read everything once listening again, so that nothing
@@ -250,8 +259,22 @@ async fn changes_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 None => std::future::pending().await,
             }
         };
+        // The shared cache's channel, which carries the announcements while Redis answers.
+        let relayed = async {
+            match subscription.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let change = tokio::select! {
             heard = heard => heard,
+            relayed = relayed => match relayed {
+                Heard::Message(payload) => match plugwatch_store::heard_change(&payload, &replica) {
+                    Some(what) => Some(Ok(Change::Changed(what.to_owned()))),
+                    None => continue,
+                },
+                Heard::Missed => Some(Ok(Change::Missed)),
+            },
             _ = tokio::time::sleep_until(next_poll) => None,
             _ = stop.wait_for(|stopped| *stopped) => break,
         };
@@ -276,6 +299,10 @@ async fn changes_loop(state: AppState, mut stop: watch::Receiver<bool>) {
 
 /// Applies one announced change, or (`None`) re-reads everything another replica may have changed.
 async fn apply_change(state: &AppState, what: Option<&str>) {
+    if what == Some(plugwatch_registry::TELEMETRY_CHANGE) {
+        state.peers_flushed.notify_one();
+        return;
+    }
     let plugin = what.and_then(|w| w.strip_prefix(plugwatch_registry::REGISTRY_CHANGE));
     if what.is_none() || plugin.is_some() {
         match state.registry.sync(plugin).await {

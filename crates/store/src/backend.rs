@@ -12,12 +12,12 @@ use plugwatch_model::alerts::{
     AlertRecord, Channel, ChannelSpec, Delivery, HistoryEntry, HistoryFilter, Notification, Rule, RuleSpec, SeriesKey,
     Silence, SilenceSpec, Transition,
 };
-use plugwatch_telemetry::{Flush, HostSample, Persisted, Resolution, RunLogEntry};
+use plugwatch_telemetry::{Flush, HostSample, Persisted, RunLogEntry};
 
 use crate::{
-    AttemptKey, AuditFilter, AuditRow, Guarded, HostPoint, KeyOrigin, MinuteRequests, NewAuditRow, NewTokenRecord,
-    NewVersion, PluginRecord, PruneReport, ReplicaSeen, Result, Retention, Rotated, SecretKey, SecretValue,
-    SessionRecord, Store, Stored, StoredRollup, TokenRecord, UserChange, UserRecord, VersionRecord,
+    AttemptKey, AuditFilter, AuditRow, Guarded, HostPoint, KeyOrigin, NewAuditRow, NewTokenRecord, NewVersion,
+    PluginRecord, PruneReport, ReplicaSeen, Result, Retention, Rotated, SecretKey, SecretValue, SessionRecord, Store,
+    Stored, StoredRollup, TokenRecord, UserChange, UserRecord, VersionRecord,
 };
 
 /// The modules of `sql/`, declared in `sqlite.rs` and `postgres.rs` alike (each first names its `DB`,
@@ -171,8 +171,7 @@ delegate! {
     async fn counts(&self) -> Result<BTreeMap<String, i64>>;
     // sql/telemetry.rs
     async fn write_flush(&self, flush: &Flush) -> Result<()>;
-    async fn rollups(&self, plugin: &str, version: Option<&str>, resolution: Resolution, from: SystemTime, to: SystemTime) -> Result<Vec<StoredRollup>>;
-    async fn minute_requests(&self, plugins: &[&str], from: SystemTime) -> Result<Vec<MinuteRequests>>;
+    // (rollups and minute_requests: shared.rs, through the shared cache)
     async fn persisted_telemetry(&self, now: SystemTime, window: Duration) -> Result<Persisted>;
     async fn peer_rollups(&self, since: SystemTime) -> Result<Vec<StoredRollup>>;
     async fn runs(&self, plugin: &str, limit: u32, failures_only: bool, before_us: Option<i64>) -> Result<Vec<RunLogEntry>>;

@@ -1,6 +1,7 @@
 //! What several replicas on one PostgreSQL database coordinate through it: which one leads the singleton
 //! work (a session-level advisory lock held on a connection of its own), the changes one replica tells the
-//! others about (`LISTEN`/`NOTIFY` on one channel), and plugin components every replica can fetch (the
+//! others about (`LISTEN`/`NOTIFY` on one channel; the shared cache's pub/sub instead when Redis is configured
+//! and answers), and plugin components every replica can fetch (the
 //! `artifact_chunks` table). On SQLite there is one process: it always leads, nobody listens, and the
 //! components stay in the data directory.
 //!
@@ -27,6 +28,9 @@ use crate::{Result, Store, StoreError};
 
 /// The advisory lock the leader holds ("plugwatc" in ASCII).
 const LEADER_LOCK: i64 = 0x706c_7567_7761_7463;
+/// The first key of the advisory lock a replica holds on its id (`pg_try_advisory_lock(int, int)`, a key
+/// space apart from the leader's bigint one), "plug" in ASCII; the second is a hash of the id.
+const REPLICA_LOCK: i32 = 0x706c_7567;
 /// The channel replicas tell each other about changes on.
 const CHANGES_CHANNEL: &str = "plugwatch_changes";
 /// How long one check of the leader's connection may take.
@@ -150,8 +154,7 @@ impl ChangeListener {
             match self.listener.try_recv().await? {
                 None => return Ok(Change::Missed),
                 Some(notification) => {
-                    let (origin, what) = notification.payload().split_once(' ').unwrap_or(("", notification.payload()));
-                    if origin != self.replica {
+                    if let Some(what) = heard_change(notification.payload(), &self.replica) {
                         return Ok(Change::Changed(what.to_owned()));
                     }
                 }
@@ -160,34 +163,65 @@ impl ChangeListener {
     }
 }
 
+/// What this process's connections to PostgreSQL are called (`pg_stat_activity.application_name`):
+/// `plugwatch <pid>@<host>`, within PostgreSQL's 63 bytes, so that [`Store::other_processes`] tells this
+/// process from the others.
+pub(crate) fn application_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut name = format!("plugwatch {}@{}", std::process::id(), host.trim());
+    // The leader's connection adds " leader".
+    while name.len() > 56 {
+        name.pop();
+    }
+    name
+}
+
+/// This replica's claim on its id, held while the process runs (on a connection of its own: the
+/// database drops it when the process dies). Nothing on SQLite, which has one process.
+pub struct ReplicaClaim {
+    _conn: Option<PgConnection>,
+}
+
+/// What an announcement heard on either channel (the database's, or the shared cache's) says changed;
+/// `None` for this replica's own (`replica`), which it applied already.
+pub fn heard_change<'a>(payload: &'a str, replica: &str) -> Option<&'a str> {
+    let (origin, what) = payload.split_once(' ').unwrap_or(("", payload));
+    (origin != replica).then_some(what)
+}
+
 impl Store {
     /// This process's [`Leadership`]: always the leader on SQLite; on PostgreSQL, whoever holds the lock.
     pub fn leadership(&self) -> Leadership {
         match &self.backend {
             Backend::Sqlite(_) => Leadership { inner: Inner::Alone },
             Backend::Postgres(db) => {
-                let options = (*db.pool.connect_options()).clone().options([
-                    ("tcp_keepalives_idle", "5"),
-                    ("tcp_keepalives_interval", "2"),
-                    ("tcp_keepalives_count", "3"),
-                    // Unacknowledged data (a cut while the leader was writing) ends the session too.
-                    ("tcp_user_timeout", "11000"),
-                    ("application_name", "plugwatch-leader"),
-                ]);
+                let options = (*db.pool.connect_options())
+                    .clone()
+                    .application_name(&format!("{} leader", application_name()))
+                    .options([
+                        ("tcp_keepalives_idle", "5"),
+                        ("tcp_keepalives_interval", "2"),
+                        ("tcp_keepalives_count", "3"),
+                        // Unacknowledged data (a cut while the leader was writing) ends the session too.
+                        ("tcp_user_timeout", "11000"),
+                    ]);
                 Leadership { inner: Inner::Postgres { options: Box::new(options), conn: None, held: false } }
             }
         }
     }
 
-    /// Tells the other replicas that `what` changed (a no-op on SQLite). At most once: a replica that was
-    /// not listening at that moment catches up by polling.
+    /// Tells the other replicas that `what` changed: through the shared cache when one is configured and
+    /// takes it, else through the database (a no-op on SQLite without a cache). At most once: a replica
+    /// that was not listening at that moment catches up by polling.
     pub async fn announce(&self, what: &str) -> Result<()> {
+        let message = format!("{} {what}", self.replica());
+        if let Some(shared) = &self.shared
+            && shared.cache.publish(&message).await
+        {
+            return Ok(());
+        }
         if let Backend::Postgres(db) = &self.backend {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANGES_CHANNEL)
-                .bind(format!("{} {what}", db.replica))
-                .execute(&db.pool)
-                .await?;
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(message).execute(&db.pool).await?;
         }
         Ok(())
     }
@@ -198,6 +232,48 @@ impl Store {
         let mut listener = PgListener::connect_with(&db.pool).await?;
         listener.listen(CHANGES_CHANNEL).await?;
         Ok(Some(ChangeListener { listener, replica: db.replica.to_string() }))
+    }
+
+    /// Claims this store's replica id for as long as the returned claim lives; refused, naming the id,
+    /// when another running process holds it (two replicas of one name would overwrite each other's
+    /// telemetry).
+    pub async fn claim_replica(&self) -> Result<ReplicaClaim> {
+        let Backend::Postgres(db) = &self.backend else { return Ok(ReplicaClaim { _conn: None }) };
+        let options = (*db.pool.connect_options()).clone().application_name(&format!("{} claim", application_name()));
+        let mut conn = PgConnection::connect_with(&options).await?;
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(db.replica.as_bytes());
+        let key = i32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(REPLICA_LOCK)
+            .bind(key)
+            .fetch_one(&mut conn)
+            .await?;
+        if !taken {
+            let _ = conn.close().await;
+            return Err(StoreError::Conflict(format!(
+                "another running plugwatch uses the replica id `{}` on this database: give each replica its own \
+                 (`--replica-id`, `cluster.replica_id`)",
+                db.replica
+            )));
+        }
+        Ok(ReplicaClaim { _conn: Some(conn) })
+    }
+
+    /// The other plugwatch processes connected to this PostgreSQL database now (their connections'
+    /// names), e.g. replicas still running; none on SQLite, where the data directory's lock says that.
+    pub async fn other_processes(&self) -> Result<Vec<String>> {
+        let Backend::Postgres(db) = &self.backend else { return Ok(Vec::new()) };
+        let own = application_name();
+        let names: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT application_name FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name LIKE 'plugwatch %'
+               AND application_name <> $1 AND application_name <> $1 || ' leader'
+             ORDER BY 1",
+        )
+        .bind(&own)
+        .fetch_all(&db.pool)
+        .await?;
+        Ok(names.into_iter().map(|(name,)| name).collect())
     }
 
     /// Whether several replicas may share this database (PostgreSQL): plugin components are then kept in

@@ -19,6 +19,7 @@ mod plugins;
 mod postgres;
 mod retention;
 mod secrets;
+mod shared;
 mod snapshot;
 #[allow(clippy::duplicate_mod)]
 mod sqlite;
@@ -42,7 +43,7 @@ pub use access::{
     UserChange, UserRecord,
 };
 pub use artifacts::Artifacts;
-pub use cluster::{Change, ChangeListener, Leadership};
+pub use cluster::{Change, ChangeListener, Leadership, ReplicaClaim, heard_change};
 pub use model::*;
 pub use retention::{PruneReport, Retention};
 pub use secrets::{KEY_FILE, KeyOrigin, KeySource, Rotated, SecretBox, SecretError, SecretKey, SecretValue};
@@ -98,6 +99,8 @@ pub struct Store {
     pub(crate) backend: Backend,
     /// SQLite's database file, for the snapshots taken on a connection of their own.
     sqlite_file: Option<Arc<PathBuf>>,
+    /// The cache several replicas share, if one is configured ([`Store::with_cache`]).
+    shared: Option<shared::Shared>,
 }
 
 /// Connections per process to PostgreSQL (SQLite has 4: one writer at a time anyway).
@@ -142,7 +145,11 @@ impl Store {
         };
         let keyring = secrets::keyring(&stored, data_dir, keys)?;
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        let store = Store { backend: Backend::Sqlite(sqlite::Db::new(pool, keyring)), sqlite_file: Some(db.into()) };
+        let store = Store {
+            backend: Backend::Sqlite(sqlite::Db::new(pool, keyring)),
+            sqlite_file: Some(db.into()),
+            shared: None,
+        };
         let opened = store.finish_open().await;
         if opened.is_err() {
             // Closing checkpoints and removes the WAL files: a refused start leaves the directory as it was.
@@ -155,13 +162,16 @@ impl Store {
     /// the migrations and checks `keys` like [`Store::open_with`]. `data_dir` is where a key of
     /// [`KeySource::DataDir`] lives; with several replicas every one needs the same key, so configure it.
     pub async fn connect(url: &str, data_dir: &Path, keys: KeySource) -> Result<Store> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(bad_url(url, &e)))?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl(bad_url(url, &e)))?
+            .application_name(&cluster::application_name());
         let mut conn = sqlx::PgConnection::connect_with(&options).await?;
         let stored = postgres::stored_key_ids(&mut conn).await;
         conn.close().await?;
         let keyring = secrets::keyring(&stored?, data_dir, keys)?;
         let pool = PgPoolOptions::new().max_connections(POSTGRES_CONNECTIONS).connect_with(options).await?;
-        let store = Store { backend: Backend::Postgres(postgres::Db::new(pool, keyring)), sqlite_file: None };
+        let store =
+            Store { backend: Backend::Postgres(postgres::Db::new(pool, keyring)), sqlite_file: None, shared: None };
         let opened = store.finish_open().await;
         if opened.is_err() {
             store.close().await;

@@ -7,7 +7,7 @@ use plugwatch_telemetry::Rollup;
 
 /// A rollup read back. Ten-second rows keep quantiles instead of a sketch (see the schema), so
 /// `rollup.latency` is empty for them and `quantiles` holds p50, p95, p99 and max, in seconds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StoredRollup {
     pub rollup: Rollup,
     pub quantiles: Option<[f64; 4]>,

@@ -370,3 +370,81 @@ async fn plugin_components_are_shared_through_postgresql() {
     store.remove_shared_artifact(&sha).await.unwrap();
     assert_eq!(other.shared_artifact(&sha).await.unwrap(), None);
 }
+
+/// A test double of the shared cache (Redis in production, `plugwatch-cache`): a map in memory that
+/// counts what it is asked. Keeps values until told to forget them (the TTL is not modelled).
+#[derive(Default)]
+struct MemoryCache {
+    values: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    hits: std::sync::atomic::AtomicUsize,
+}
+
+impl plugwatch_model::shared::SharedCache for MemoryCache {
+    fn get<'a>(&'a self, key: &'a str) -> plugwatch_model::shared::CacheFuture<'a, Option<Vec<u8>>> {
+        let value = self.values.lock().unwrap().get(key).cloned();
+        if value.is_some() {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Box::pin(async move { value })
+    }
+    fn put<'a>(&'a self, key: &'a str, value: Vec<u8>, _ttl: Duration) -> plugwatch_model::shared::CacheFuture<'a, ()> {
+        self.values.lock().unwrap().insert(key.to_owned(), value);
+        Box::pin(async {})
+    }
+    fn publish<'a>(&'a self, _message: &'a str) -> plugwatch_model::shared::CacheFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+}
+
+/// Reads through the shared cache answer what the database answers; requests within one interval share
+/// an entry (the same rows), and a changed range, plugin or version never reuses another's.
+#[tokio::test]
+async fn reads_through_a_shared_cache_answer_what_the_database_answers() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = support::open(dir.path()).await;
+    let cache = Arc::new(MemoryCache::default());
+    let cached = plain.clone().with_cache(cache.clone(), Duration::from_secs(5));
+    let telemetry = Telemetry::new(TelemetryConfig::default());
+    for (i, version) in (0..40u64).zip(["1.0.0", "2.0.0"].into_iter().cycle()) {
+        let series = telemetry.series("promo", version);
+        series.record("order.pricing", &invocation(at(7200 + i), Outcome::Ok, Duration::from_micros(500 + i * 10)));
+    }
+    telemetry
+        .series("loyalty", "1.0.0")
+        .record("order.completed", &invocation(at(7201), Outcome::Ok, Duration::from_millis(1)));
+    plain.write_flush(&telemetry.flush(at(7260))).await.unwrap();
+
+    let ranges = [(7200, 7240), (7195, 7231), (7201, 7239), (7200, 7300), (7100, 7200)];
+    for resolution in [Resolution::TenSeconds, Resolution::Minute] {
+        for version in [None, Some("1.0.0"), Some("2.0.0")] {
+            for plugin in ["promo", "loyalty"] {
+                for (from, to) in ranges {
+                    let truth = plain.rollups(plugin, version, resolution, at(from), at(to)).await.unwrap();
+                    let first = cached.rollups(plugin, version, resolution, at(from), at(to)).await.unwrap();
+                    let again = cached.rollups(plugin, version, resolution, at(from), at(to)).await.unwrap();
+                    assert_eq!((&first, &again), (&truth, &truth), "{plugin} {version:?} {resolution:?} {from}..{to}");
+                }
+            }
+        }
+    }
+    // Every second read hit; so did the first read of (7195, 7231), which selects the same rows as
+    // (7200, 7240) at both resolutions (10 s: 7200 to 7230; minute: 7200), and no other first read.
+    let second_reads = 2 * 3 * 2 * ranges.len();
+    assert_eq!(cache.hits.load(Ordering::SeqCst), second_reads + 2 * 3 * 2);
+    for from in [at(7200), at(7140)] {
+        for plugins in [&["promo"][..], &["promo", "loyalty"], &["loyalty"]] {
+            let truth = plain.minute_requests(plugins, from).await.unwrap();
+            assert_eq!(cached.minute_requests(plugins, from).await.unwrap(), truth, "{plugins:?}");
+            assert_eq!(cached.minute_requests(plugins, from).await.unwrap(), truth, "{plugins:?} again");
+        }
+    }
+    // A value that is not what this version wrote is a miss, read from the database again.
+    for value in cache.values.lock().unwrap().values_mut() {
+        *value = b"garbage".to_vec();
+    }
+    let truth = plain.rollups("promo", None, Resolution::TenSeconds, at(7200), at(7240)).await.unwrap();
+    assert_eq!(cached.rollups("promo", None, Resolution::TenSeconds, at(7200), at(7240)).await.unwrap(), truth);
+    assert_eq!(truth.iter().map(|r| r.rollup.total()).sum::<u64>(), 40);
+}

@@ -110,7 +110,7 @@ impl BackupCommand {
 
 async fn open(config: &ServeConfig) -> anyhow::Result<Store> {
     if config.database_url.is_some() {
-        return config.open_store().await.context("cannot open the database");
+        return config.open_store(None).await.context("cannot open the database");
     }
     let dir = &config.data_dir;
     anyhow::ensure!(dir.join("plugwatch.db").exists(), "{} holds no plugwatch database", dir.display());

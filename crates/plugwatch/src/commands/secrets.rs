@@ -1,5 +1,6 @@
-//! `plugwatch secrets rotate`: re-encrypts every secret in a data directory with a new key, in one
-//! transaction, and scrubs the old ciphertexts from the database files.
+//! `plugwatch secrets rotate`: re-encrypts every secret with a new key, in one transaction, and scrubs the
+//! old ciphertexts from the database files; in the data directory's SQLite, or in PostgreSQL once every
+//! replica is stopped.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ pub struct SecretsCommand {
 
 #[derive(clap::Subcommand)]
 enum Action {
-    /// Re-encrypt every secret with a new key. Stop the server first.
+    /// Re-encrypt every secret with a new key. Stop the server (on PostgreSQL: every replica) first.
     ///
     /// The current key is read as `serve` reads it (PLUGWATCH_SECRET_KEY, PLUGWATCH_SECRET_KEY_FILE,
     /// `secret_key_file` in --config, else <data dir>/secret.key). When it was the data directory's key file,
@@ -50,9 +51,16 @@ async fn rotate(data_dir: Option<PathBuf>, config: Option<PathBuf>, new_key_file
         config.data_dir = dir;
     }
     let dir = &config.data_dir;
-    anyhow::ensure!(dir.join("plugwatch.db").exists(), "{} holds no plugwatch database", dir.display());
     // A running server keeps using the old key: refuse rather than leave it with secrets it cannot open.
-    let _lock = plugwatch_backup::lock(dir)?;
+    // SQLite: the data directory's lock says whether a server runs. PostgreSQL: its sessions say whether any
+    // replica is connected (checked once the database is open, below).
+    let _lock = match &config.database_url {
+        None => {
+            anyhow::ensure!(dir.join("plugwatch.db").exists(), "{} holds no plugwatch database", dir.display());
+            Some(plugwatch_backup::lock(dir)?)
+        }
+        Some(_) => None,
+    };
     let new = SecretKey::read_file(&new_key_file).context("cannot read the new key")?;
     // The data directory's key file is replaced by the new key once the secrets are re-encrypted.
     let (current, key_file) = match config.key_source().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))? {
@@ -68,7 +76,22 @@ async fn rotate(data_dir: Option<PathBuf>, config: Option<PathBuf>, new_key_file
         }
         configured => (configured, None),
     };
-    let store = Store::open_with(dir, current).await.context("cannot open the data directory")?;
+    let store = match &config.database_url {
+        None => Store::open_with(dir, current).await.context("cannot open the data directory")?,
+        Some(url) => {
+            let store = Store::connect(url.expose(), dir, current).await.context("cannot open the database")?;
+            let running = store.other_processes().await?;
+            if !running.is_empty() {
+                store.close().await;
+                anyhow::bail!(
+                    "plugwatch is still connected to the database ({}): stop every replica first, rotate, then \
+                     start them all with the new key",
+                    running.join(", ")
+                );
+            }
+            store
+        }
+    };
     let rotated = store.rotate_secret_key(&new).await?;
     let entry = AuditEntry {
         actor: Some(Principal::system()),

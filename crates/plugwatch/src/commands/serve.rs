@@ -21,6 +21,7 @@ const ENV_KEYS: &[&str] = &[
     "admin_password",
     "secret_key",
     "database_url",
+    "cache_url",
     "http",
     "runtime",
     "telemetry",
@@ -51,6 +52,11 @@ pub struct Serve {
     /// (or `PLUGWATCH_DATABASE_URL`, which keeps the password out of the process list).
     #[arg(long = "database", value_name = "URL")]
     database_url: Option<String>,
+    /// Redis shared by the replicas, for dashboard reads and change announcements:
+    /// `redis://[:password@]host[:port][/db]` (or `PLUGWATCH_CACHE_URL`). Optional; while it is away,
+    /// the replicas do without it.
+    #[arg(long = "cache", value_name = "URL")]
+    cache_url: Option<String>,
     /// This replica's name on a shared PostgreSQL database (`cluster.replica_id`) [default:
     /// <hostname>:<port>].
     #[arg(long, value_name = "NAME")]
@@ -74,6 +80,9 @@ impl Serve {
         }
         if let Some(url) = self.database_url {
             config.database_url = Some(plugwatch_server::config::Secret(url));
+        }
+        if let Some(url) = self.cache_url {
+            config.cache_url = Some(plugwatch_server::config::Secret(url));
         }
         if let Some(id) = self.replica_id {
             config.cluster.replica_id = Some(id);

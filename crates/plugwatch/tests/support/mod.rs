@@ -214,3 +214,21 @@ pub fn series_requests(server: &Running) -> u64 {
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     body["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum()
 }
+
+/// Uploads a plugin (`vault`) that answers its `prefix` config (here a secret) followed by its input.
+pub fn upload_prefixer(server: &Running, secret: &str) {
+    let body = include_str!("../../../runtime/tests/fixtures/prefixer.body.wat");
+    let wasm =
+        wat::parse_str(TEMPLATE.replace("{extra}", r#"(data (i32.const 100) "prefix")"#).replace("{body}", body))
+            .unwrap();
+    let manifest = serde_json::json!({"name": "vault", "version": "1.0.0", "secrets": {"prefix": secret}});
+    upload(server, &manifest, &wasm);
+}
+
+/// What the prefixer answers to the input `1`.
+pub fn prefixer_output(server: &Running) -> String {
+    let url = format!("{}/api/v1/plugins/vault/invoke/h", server.addr);
+    let (status, text) = http(&server.token, "POST", &url, Some(("application/octet-stream", b"1".to_vec())));
+    assert_eq!(status, 200, "{text}");
+    text
+}
