@@ -5,8 +5,10 @@
 
 pub mod alerts;
 mod limits;
+mod pool;
 mod record;
 pub mod shared;
 
 pub use limits::*;
+pub use pool::PoolStats;
 pub use record::{Invocation, Level, LogLine, LogSource, Outcome, UnknownOutcome};

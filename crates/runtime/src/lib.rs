@@ -34,6 +34,6 @@ pub use plugin::Plugin;
 pub use plugwatch_model::{
     DEFAULT_FUEL, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MAX_QUEUE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Invocation, Level, Limits, LimitsError, LogLine,
-    LogSource, MAX_TIMEOUT, Outcome, UnknownOutcome, default_fuel_for,
+    LogSource, MAX_TIMEOUT, Outcome, PoolStats, UnknownOutcome, default_fuel_for,
 };
 pub use state::PluginConfig;

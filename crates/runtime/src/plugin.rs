@@ -58,6 +58,8 @@ struct Inner {
 struct WarmPool {
     target: usize,
     ready: Mutex<Vec<Warm>>,
+    /// Invocations that found the pool empty (with a target above 0).
+    misses: AtomicU64,
     refilling: AtomicBool,
 }
 
@@ -102,7 +104,12 @@ impl Plugin {
                 limits,
                 config,
                 cold_start,
-                warm: WarmPool { target, ready: Mutex::new(Vec::new()), refilling: AtomicBool::new(false) },
+                warm: WarmPool {
+                    target,
+                    ready: Mutex::new(Vec::new()),
+                    misses: AtomicU64::new(0),
+                    refilling: AtomicBool::new(false),
+                },
                 group: NEXT_GROUP.fetch_add(1, Ordering::Relaxed),
                 slow: AtomicBool::new(false),
             }),
@@ -148,6 +155,16 @@ impl Plugin {
     /// How many pre-instantiated instances are ready now.
     pub fn prewarmed(&self) -> usize {
         self.inner.warm.lock().len()
+    }
+
+    /// The pool of pre-instantiated instances: its target, what is ready, and the invocations that found it
+    /// empty.
+    pub fn pool(&self) -> plugwatch_model::PoolStats {
+        plugwatch_model::PoolStats {
+            target: self.inner.warm.target,
+            ready: self.prewarmed(),
+            misses: self.inner.warm.misses.load(Ordering::Relaxed),
+        }
     }
 
     /// Invocations of this plugin executing now.
@@ -404,7 +421,11 @@ impl WarmPool {
         if self.target == 0 {
             return None;
         }
-        self.lock().pop()
+        let taken = self.lock().pop();
+        if taken.is_none() {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
     }
 }
 

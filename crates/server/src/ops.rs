@@ -89,6 +89,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         })
         .collect();
     telemetry.encode_headroom(std::time::SystemTime::now(), &active, &mut out);
+    let pools: Vec<(&str, &str, plugwatch_model::PoolStats)> = plugins
+        .iter()
+        .filter_map(|e| {
+            let active = e.active.as_ref()?;
+            Some((e.record.name.as_str(), active.version.version.as_str(), active.loaded.plugin()?.pool()))
+        })
+        .collect();
+    plugwatch_telemetry::encode_pools(&pools, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }
 

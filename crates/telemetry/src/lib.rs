@@ -594,3 +594,21 @@ fn stats(
 
 #[cfg(test)]
 mod tests;
+
+/// Appends the families of [`names::WITH_POOLS`] for each `(plugin, version, pool)`: each plugin version's
+/// pool of pre-instantiated instances, as the runtime reports it.
+pub fn encode_pools(pools: &[(&str, &str, plugwatch_model::PoolStats)], out: &mut String) {
+    type Value = fn(&plugwatch_model::PoolStats) -> f64;
+    let mut e = Exposition::new(out);
+    let families: [(&Family, Value); 3] = [
+        (&names::PLUGIN_POOL_TARGET, |p| p.target as f64),
+        (&names::PLUGIN_POOL_READY, |p| p.ready as f64),
+        (&names::PLUGIN_POOL_MISSES, |p| p.misses as f64),
+    ];
+    for (family, value) in families {
+        e.declare(family);
+        for (plugin, version, pool) in pools {
+            e.sample(family.name, &[(names::LABEL_PLUGIN, *plugin), (names::LABEL_VERSION, *version)], value(pool));
+        }
+    }
+}

@@ -118,7 +118,30 @@ pub const PLUGIN_HEADROOM: Family = Family {
 /// The families written only by callers that know the plugins' limits.
 pub const WITH_LIMITS: [Family; 1] = [PLUGIN_HEADROOM];
 
-/// Every family above but [`WITH_LIMITS`], in exposition order.
+/// A plugin version's pool of pre-instantiated instances: written by
+/// [`encode_pools`](crate::encode_pools), which is given what the runtime reports.
+pub const PLUGIN_POOL_TARGET: Family = Family {
+    name: "plugwatch_plugin_pool_target_instances",
+    kind: MetricKind::Gauge,
+    help: "Pre-instantiated instances a plugin version keeps ready (0: it instantiates on the call's path).",
+};
+
+pub const PLUGIN_POOL_READY: Family = Family {
+    name: "plugwatch_plugin_pool_ready_instances",
+    kind: MetricKind::Gauge,
+    help: "Pre-instantiated instances of a plugin version ready now.",
+};
+
+pub const PLUGIN_POOL_MISSES: Family = Family {
+    name: "plugwatch_plugin_pool_misses_total",
+    kind: MetricKind::Counter,
+    help: "Invocations that found the plugin version's pool empty and instantiated on their own path, since it was loaded.",
+};
+
+/// The families written only by callers that know the runtime's pools.
+pub const WITH_POOLS: [Family; 3] = [PLUGIN_POOL_TARGET, PLUGIN_POOL_READY, PLUGIN_POOL_MISSES];
+
+/// Every family above but [`WITH_LIMITS`] and [`WITH_POOLS`], in exposition order.
 pub const ALL: [Family; 15] = [
     PLUGIN_INVOCATIONS,
     PLUGIN_DURATION,
@@ -145,12 +168,16 @@ mod tests {
     #[test]
     fn metrics_md_matches() {
         let doc = include_str!("../METRICS.md");
-        for family in ALL.into_iter().chain(WITH_LIMITS) {
+        for family in ALL.into_iter().chain(WITH_LIMITS).chain(WITH_POOLS) {
             let row = format!("| `{}` | {} |", family.name, family.kind.as_str());
             let line = doc.lines().find(|l| l.starts_with(&row)).unwrap_or_else(|| panic!("METRICS.md lacks {row}"));
             assert!(line.contains(family.help), "METRICS.md's help for {} differs: {line}", family.name);
         }
         let rows = doc.lines().filter(|l| l.starts_with("| `")).count();
-        assert_eq!(rows, ALL.len() + WITH_LIMITS.len(), "METRICS.md lists families that names.rs does not");
+        assert_eq!(
+            rows,
+            ALL.len() + WITH_LIMITS.len() + WITH_POOLS.len(),
+            "METRICS.md lists families that names.rs does not"
+        );
     }
 }

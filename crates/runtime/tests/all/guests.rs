@@ -90,6 +90,26 @@ async fn slow_to_instantiate_plugins_are_prewarmed_and_served_from_the_pool() {
     }
     let again = plugin.invoke("order.pricing", ORDER.as_bytes()).await;
     assert_eq!(again.output, record.output);
+    assert_eq!(plugin.pool().misses, 0, "every invocation found an instance ready");
+    // A burst above the pool: the invocations beyond it instantiate on their own path, each counted.
+    while plugin.prewarmed() < plugin.prewarm_target() {
+        tokio::time::sleep(ms(5)).await;
+    }
+    let burst = plugin.prewarm_target() + 3;
+    let calls: Vec<_> = (0..burst)
+        .map(|_| {
+            let plugin = plugin.clone();
+            tokio::spawn(async move { plugin.invoke("order.pricing", ORDER.as_bytes()).await })
+        })
+        .collect();
+    let mut records = Vec::new();
+    for call in calls {
+        records.push(call.await.unwrap());
+    }
+    assert!(records.iter().all(|r| r.output == record.output), "{records:?}");
+    let instantiated = records.iter().filter(|r| r.instantiate > std::time::Duration::ZERO).count() as u64;
+    assert!(instantiated >= 1, "a burst of {burst} over a pool of {}", plugin.prewarm_target());
+    assert_eq!(plugin.pool().misses, instantiated, "a miss for each invocation that instantiated");
 }
 
 #[tokio::test]

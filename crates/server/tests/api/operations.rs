@@ -63,6 +63,10 @@ async fn metrics_parse_as_prometheus_text_and_count_invocations() {
     assert!(sample("plugwatch_plugin_memory_peak_bytes", ValueType::Sample, &echo) >= 65536.0);
     assert!(sample("process_resident_memory_bytes", ValueType::Sample, &[]) > 0.0);
     assert!(sample("plugwatch_host_memory_total_bytes", ValueType::Sample, &[]) > 0.0);
+    // A quick plugin keeps no pool: it instantiates on each call's path, which is no miss.
+    assert_eq!(sample("plugwatch_plugin_pool_target_instances", ValueType::Sample, &echo), 0.0);
+    assert_eq!(sample("plugwatch_plugin_pool_ready_instances", ValueType::Sample, &echo), 0.0);
+    assert_eq!(sample("plugwatch_plugin_pool_misses_total", ValueType::Sample, &echo), 0.0);
 }
 
 #[tokio::test]
