@@ -26,6 +26,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates/access/Cargo.toml crates/access/
 COPY crates/alerts/Cargo.toml crates/alerts/
 COPY crates/backup/Cargo.toml crates/backup/
+COPY crates/baselines/Cargo.toml crates/baselines/
 COPY crates/cache/Cargo.toml crates/cache/
 COPY crates/model/Cargo.toml crates/model/
 COPY crates/plugwatch/Cargo.toml crates/plugwatch/

@@ -2,10 +2,13 @@
 //! loopback, each run bounded in time.
 //!
 //! 1. A bare axum handler echoing a ~200-byte POST: the machine's HTTP ceiling.
-//! 2. `POST /api/v1/plugins/echo/invoke` with the same payload: a fresh sandboxed instance per request,
-//!    measured and recorded into telemetry. The ratio to (1) is plugwatch's overhead. Both servers run
-//!    side by side and are loaded in alternating rounds, so that a change in what else the machine is
-//!    doing hits both; the figure is the median of the rounds' ratios.
+//! 2. An axum handler around a raw wasmtime fresh-instance call of the same echo component on plugwatch's
+//!    engine configuration (`crates/baselines/src/bin/raw_wasmtime.rs`): the ceiling for (3).
+//! 3. `POST /api/v1/plugins/echo/invoke` with the same payload: a fresh sandboxed instance per request,
+//!    authenticated, admitted, measured and recorded into telemetry. Its ratio to (2) is what plugwatch
+//!    adds around wasmtime; to (1), what it costs over plain HTTP. The three servers run side by side and
+//!    are loaded in alternating rounds, so that a change in what else the machine is doing hits all; each
+//!    figure is the median of the rounds' ratios.
 //! 3. RSS of `plugwatch serve` idle (no plugins) and after the load.
 //! 4. `GET /api/v1/overview` with 1,000 plugins loaded, as an admin.
 
@@ -17,6 +20,7 @@ use anyhow::{Context, bail};
 
 const BARE: &str = "127.0.0.1:18500";
 const SERVE: &str = "127.0.0.1:18501";
+const RAW: &str = "127.0.0.1:18502";
 /// Alternating load rounds, and how long each server is loaded in one.
 const ROUNDS: usize = 5;
 const ROUND_SECS: u32 = 5;
@@ -42,9 +46,14 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     };
     write_script("none")?;
 
-    let bare =
-        crate::server::Killed(Command::new(target.join("examples/bare_echo")).arg(BARE).stdout(Stdio::null()).spawn()?);
+    let bare = crate::server::Killed(Command::new(target.join("bare_echo")).arg(BARE).stdout(Stdio::null()).spawn()?);
     crate::server::wait_for(&format!("http://{BARE}/echo"), "POST")?;
+    let component = work.join("echo.wasm");
+    std::fs::write(&component, echo_component(root)?)?;
+    let raw = crate::server::Killed(
+        Command::new(target.join("raw_wasmtime")).arg(RAW).arg(&component).stdout(Stdio::null()).spawn()?,
+    );
+    crate::server::wait_for(&format!("http://{RAW}/invoke"), "POST")?;
 
     let serve = crate::server::Killed(
         Command::new(target.join("plugwatch"))
@@ -60,16 +69,15 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let idle_rss = rss_kib(serve.0.id())?;
     let token = crate::server::admin_token(SERVE, ADMIN_PASSWORD, &work)?;
     write_script(&token)?;
-    let component = work.join("echo.wasm");
-    std::fs::write(&component, echo_component(root)?)?;
     upload(SERVE, &component, "echo", &token)?;
     let mut rounds = Vec::new();
     for _ in 0..ROUNDS {
         let bare_rps = wrk(&script, &format!("http://{BARE}/echo"))?;
+        let raw_rps = wrk(&script, &format!("http://{RAW}/invoke"))?;
         let invoke_rps = wrk(&script, &format!("http://{SERVE}/api/v1/plugins/echo/invoke"))?;
-        rounds.push((bare_rps, invoke_rps));
+        rounds.push((bare_rps, raw_rps, invoke_rps));
     }
-    drop(bare);
+    drop((bare, raw));
     let loaded_rss = rss_kib(serve.0.id())?;
 
     for i in 0..999 {
@@ -94,17 +102,23 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     drop(serve);
 
     println!("\nbench-http (wrk -t2 -c32 -d{ROUND_SECS}s per round, loopback, release build)");
-    for (i, (bare_rps, invoke_rps)) in rounds.iter().enumerate() {
+    for (i, (bare_rps, raw_rps, invoke_rps)) in rounds.iter().enumerate() {
         println!(
-            "  round {}: bare axum echo {bare_rps:>8.0} requests/s, plugwatch invoke (echo) {invoke_rps:>8.0} requests/s, \
-             ratio {:.2}",
+            "  round {}: bare axum echo {bare_rps:>8.0} requests/s, raw wasmtime {raw_rps:>8.0} requests/s, plugwatch \
+             invoke (echo) {invoke_rps:>8.0} requests/s: {:.2} of raw wasmtime, {:.2} of bare",
             i + 1,
+            invoke_rps / raw_rps,
             invoke_rps / bare_rps
         );
     }
-    let mut ratios: Vec<f64> = rounds.iter().map(|(bare, invoke)| invoke / bare).collect();
-    ratios.sort_by(f64::total_cmp);
-    println!("  ratio, median of {ROUNDS} rounds: {:>7.2}", ratios[ratios.len() / 2]);
+    let median = |ratio: fn(&(f64, f64, f64)) -> f64| {
+        let mut ratios: Vec<f64> = rounds.iter().map(ratio).collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
+    println!("  invoke / raw wasmtime, median of {ROUNDS} rounds: {:>5.2}", median(|(_, raw, invoke)| invoke / raw));
+    println!("  invoke / bare axum, median of {ROUNDS} rounds:    {:>5.2}", median(|(bare, _, invoke)| invoke / bare));
+    println!("  raw wasmtime / bare axum, median:              {:>5.2}", median(|(bare, raw, _)| raw / bare));
     println!("  serve RSS idle:           {:>10.1} MiB", idle_rss as f64 / 1024.0);
     println!("  serve RSS after the load: {:>10.1} MiB", loaded_rss as f64 / 1024.0);
     println!(
@@ -115,21 +129,12 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
 }
 
 /// The echo plugin the loads invoke: the runtime's test fixture answering with its input.
-/// The release build the load benches run (`plugwatch` and the bare axum echo), one selection for all of
-/// them so that one build serves each.
+/// The release build the load benches run (`plugwatch` and the baselines), one selection for all of them.
+/// The baselines have no dev-dependencies and only dependencies `plugwatch` has, with the same features,
+/// so this reuses the build `cargo build --release -p plugwatch` made (before, the bare echo was an
+/// example of the server crate, whose dev-dependencies changed features and rebuilt wasmtime).
 pub(crate) fn build_release() -> anyhow::Result<()> {
-    crate::run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "-p",
-        "plugwatch",
-        "--bin",
-        "plugwatch",
-        "-p",
-        "plugwatch-server",
-        "--example",
-        "bare_echo",
-    ]))
+    crate::run(Command::new("cargo").args(["build", "--release", "-p", "plugwatch", "-p", "plugwatch-baselines"]))
 }
 
 pub(crate) fn echo_component(root: &Path) -> anyhow::Result<Vec<u8>> {

@@ -305,7 +305,9 @@ fn unnamed_file(dir: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(openat(CWD, dir, flags, Mode::from_raw_mode(0o644))?)
 }
 
-fn engine_config(config: &RuntimeConfig) -> Config {
+/// The wasmtime configuration of a [`Runtime`] with `config`: public for the benchmarks' raw-wasmtime
+/// ceiling (`crates/baselines`), which must run on exactly this engine.
+pub fn engine_config(config: &RuntimeConfig) -> Config {
     let mut pool = PoolingAllocationConfig::new();
     let instances = config.max_instances;
     pool.total_component_instances(instances)

@@ -27,7 +27,7 @@ mod state;
 mod ticker;
 
 pub use cpu::thread_cpu_time;
-pub use engine::{LoadOptions, Prewarm, Runtime, RuntimeConfig};
+pub use engine::{LoadOptions, Prewarm, Runtime, RuntimeConfig, engine_config};
 pub use error::{LoadError, RuntimeError};
 pub use inspect::{ALLOWED_WASI, HANDLE_EXPORT, HOST_INTERFACE, Inspection, import_allowed, inspect};
 pub use plugin::Plugin;

@@ -1,4 +1,4 @@
-//! The baseline for HTTP benchmarks: a bare axum handler that echoes the POSTed body, on the same tokio
+//! The HTTP ceiling: a bare axum handler that echoes the POSTed body, on the same tokio
 //! and axum versions as the server. `cargo xtask bench-http` compares plugwatch's invoke endpoint with it.
 
 use axum::Router;
