@@ -65,19 +65,39 @@ pub struct CacheStats {
 struct Health {
     up: AtomicBool,
     started: Instant,
-    /// Milliseconds after `started` before which no attempt is made.
+    /// While Redis is away: milliseconds after `started` before which nobody tries it again.
     retry_at_ms: AtomicU64,
+    /// Commands that succeeded, so that a command that fails after another succeeded meanwhile (it was
+    /// sent on the connection that broke) does not report Redis away again.
+    successes: AtomicU64,
 }
 
 impl Health {
-    fn may_try(&self) -> bool {
-        self.started.elapsed().as_millis() as u64 >= self.retry_at_ms.load(Ordering::Relaxed)
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
-    fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
-        let retry = (self.started.elapsed() + RETRY_AFTER).as_millis() as u64;
-        self.retry_at_ms.store(retry, Ordering::Relaxed);
-        if self.up.swap(false, Ordering::Relaxed) {
+    /// Whether to send a command now: always while Redis is up; while it is away, once a second, to one
+    /// caller only (the others do without it at once rather than wait on the same attempt).
+    fn may_try(&self) -> bool {
+        if self.up.load(Ordering::Relaxed) {
+            return true;
+        }
+        let (now, at) = (self.now_ms(), self.retry_at_ms.load(Ordering::Relaxed));
+        now >= at
+            && self
+                .retry_at_ms
+                .compare_exchange(at, now + RETRY_AFTER.as_millis() as u64, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// A command begun when [`Health::successes`] was `seen` failed because Redis could not be reached.
+    fn failed(&self, seen: u64, what: &str, error: &dyn std::fmt::Display) {
+        if self.successes.load(Ordering::Acquire) != seen {
+            return;
+        }
+        self.retry_at_ms.store(self.now_ms() + RETRY_AFTER.as_millis() as u64, Ordering::Relaxed);
+        if self.up.swap(false, Ordering::AcqRel) {
             tracing::warn!(
                 message = "Redis is unavailable: serving without the shared cache until it is back.",
                 during = what,
@@ -87,7 +107,8 @@ impl Health {
     }
 
     fn succeeded(&self) {
-        if !self.up.swap(true, Ordering::Relaxed) {
+        self.successes.fetch_add(1, Ordering::AcqRel);
+        if !self.up.swap(true, Ordering::AcqRel) {
             tracing::info!(message = "Redis is back: using the shared cache again.");
         }
     }
@@ -101,7 +122,12 @@ impl Redis {
             client,
             namespace: namespace.to_owned(),
             connection: Mutex::new(None),
-            health: Health { up: AtomicBool::new(true), started: Instant::now(), retry_at_ms: AtomicU64::new(0) },
+            health: Health {
+                up: AtomicBool::new(true),
+                started: Instant::now(),
+                retry_at_ms: AtomicU64::new(0),
+                successes: AtomicU64::new(0),
+            },
             stats: Stats::default(),
         })
     }
@@ -122,36 +148,35 @@ impl Redis {
         }
     }
 
-    /// The connection, made if there is none and an attempt is due; `None` while Redis is away.
-    async fn connection(&self) -> Option<ConnectionManager> {
+    /// The connection, made if there is none; `None` when that fails (within [`TIMEOUT`]).
+    async fn connection(&self, seen: u64) -> Option<ConnectionManager> {
         if let Some(c) = self.connection.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Some(c);
-        }
-        if !self.health.may_try() {
-            return None;
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(1);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(TIMEOUT * 2, self.client.get_connection_manager_with_config(config)).await {
+        match tokio::time::timeout(TIMEOUT, self.client.get_connection_manager_with_config(config)).await {
             Ok(Ok(c)) => {
                 *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
                 Some(c)
             }
             Ok(Err(error)) => {
-                self.health.failed("connect", &error);
+                self.health.failed(seen, "connect", &error);
                 None
             }
             Err(_) => {
-                self.health.failed("connect", &"timed out");
+                self.health.failed(seen, "connect", &"timed out");
                 None
             }
         }
     }
 
-    /// Runs one command with the timeout, recording the outcome in the health and the stats.
+    /// Runs one command within [`TIMEOUT`] (connecting included), recording the outcome in the health and
+    /// the stats. Only a failure to reach Redis marks it away; an error it answers (out of memory, a
+    /// refused command) is counted and the command done without.
     async fn run<T, F>(&self, what: &str, command: impl FnOnce(ConnectionManager) -> F) -> Option<T>
     where
         F: Future<Output = redis::RedisResult<T>>,
@@ -160,24 +185,37 @@ impl Redis {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let Some(connection) = self.connection().await else {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            return None;
+        let seen = self.health.successes.load(Ordering::Acquire);
+        let attempt = async {
+            let connection = self.connection(seen).await?;
+            Some(command(connection).await)
         };
-        let result = tokio::time::timeout(TIMEOUT, command(connection)).await;
+        let result = tokio::time::timeout(TIMEOUT, attempt).await;
         match result {
-            Ok(Ok(value)) => {
+            Ok(Some(Ok(value))) => {
                 self.health.succeeded();
                 Some(value)
             }
-            Ok(Err(error)) => {
+            Ok(None) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                self.health.failed(what, &error);
+                None
+            }
+            Ok(Some(Err(error))) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                if error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal()
+                {
+                    self.health.failed(seen, what, &error);
+                } else {
+                    tracing::debug!(message = "Redis refused a command.", during = what, %error);
+                }
                 None
             }
             Err(_) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                self.health.failed(what, &"timed out");
+                self.health.failed(seen, what, &"timed out");
                 None
             }
         }
@@ -189,7 +227,13 @@ impl Redis {
 
     /// Subscribes to the change channel. The subscription reconnects by itself.
     pub fn subscribe(&self) -> Subscription {
-        Subscription { client: self.client.clone(), channel: self.channel(), stream: None, missed: false }
+        Subscription {
+            client: self.client.clone(),
+            channel: self.channel(),
+            stream: None,
+            since: Instant::now(),
+            missed: false,
+        }
     }
 }
 
@@ -246,25 +290,31 @@ pub struct Subscription {
     client: redis::Client,
     channel: String,
     stream: Option<redis::aio::PubSubStream>,
+    /// When the current stream was subscribed.
+    since: Instant,
     /// Whether the subscription was lost since the last message handed out.
     missed: bool,
 }
 
 impl Subscription {
     /// The next message, waiting as long as it takes: while Redis is away, it tries to subscribe again
-    /// every second, and once it has, says [`Heard::Missed`].
+    /// every second, and once it has, says [`Heard::Missed`]. Losing the subscription is logged once,
+    /// and so is having it again.
     pub async fn recv(&mut self) -> Heard {
         loop {
             if self.stream.is_none() {
                 match self.connect().await {
-                    Ok(stream) => self.stream = Some(stream),
-                    Err(_) => {
-                        self.missed = true;
+                    Ok(stream) => (self.stream, self.since) = (Some(stream), Instant::now()),
+                    Err(error) => {
+                        if !std::mem::replace(&mut self.missed, true) {
+                            tracing::warn!(message = "Cannot subscribe to the change channel in Redis; retrying.", %error);
+                        }
                         tokio::time::sleep(RETRY_AFTER).await;
                         continue;
                     }
                 }
                 if std::mem::take(&mut self.missed) {
+                    tracing::info!(message = "Subscribed to the change channel in Redis again.");
                     return Heard::Missed;
                 }
             }
@@ -277,8 +327,14 @@ impl Subscription {
                     }
                 },
                 None => {
-                    self.stream = None;
-                    self.missed = true;
+                    tracing::warn!(
+                        message = "Lost the subscription to the change channel in Redis; subscribing again."
+                    );
+                    // Not in a tight loop with a server that accepts and drops at once.
+                    if self.since.elapsed() < RETRY_AFTER {
+                        tokio::time::sleep(RETRY_AFTER).await;
+                    }
+                    (self.stream, self.missed) = (None, true);
                 }
             }
         }

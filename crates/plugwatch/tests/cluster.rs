@@ -455,7 +455,8 @@ fn cluster_replica_ids_are_unique_and_secrets_rotate_waits_for_every_replica_to_
     let refused = rotate();
     let said = String::from_utf8_lossy(&refused.stderr).into_owned();
     assert!(!refused.status.success(), "{said}");
-    assert!(said.contains("stop every replica first") && said.contains("plugwatch "), "{said}");
+    let r1_name = format!("plugwatch {}@", r1.child.id());
+    assert!(said.contains("stop every replica first") && said.contains(&r1_name), "{said}");
     assert_eq!(prefixer_output(&r1), format!("{SECRET}1"), "nothing changed under the running replica");
 
     assert!(r1.terminate().0.success());

@@ -141,6 +141,22 @@ fn a_bad_configuration_is_refused_with_the_setting_named() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+
+    // The shared cache: a URL that is not Redis's, and Redis without the PostgreSQL it would serve.
+    for (cache, database, expected) in [
+        ("http://cache:6379", Some("postgres://db/x"), "`cache_url` (PLUGWATCH_CACHE_URL, --cache)"),
+        ("redis://cache:6379", None, "needs `database_url`"),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plugwatch"));
+        command.args(["serve", "--data-dir", dir.path().to_str().unwrap(), "--cache", cache]);
+        if let Some(url) = database {
+            command.env("PLUGWATCH_DATABASE_URL", url);
+        }
+        let out = command.env_remove("PLUGWATCH_CACHE_URL").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 }
 
 #[test]

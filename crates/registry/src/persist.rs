@@ -35,8 +35,10 @@ impl Registry {
         match self.inner.store.write_flush(&flush).await {
             Ok(()) => {
                 drop(pending);
-                if self.inner.store.is_shared()
-                    && let Err(error) = self.inner.store.announce(crate::TELEMETRY_CHANGE).await
+                let wrote = !(flush.rollups.is_empty() && flush.closed.is_empty());
+                if wrote
+                    && self.inner.store.is_shared()
+                    && let Err(error) = self.inner.store.announce_live(crate::TELEMETRY_CHANGE).await
                 {
                     // The others read it at their next periodic read.
                     tracing::debug!(message = "Cannot announce a flush.", %error);
@@ -53,30 +55,31 @@ impl Registry {
 
 /// How far back a refresh of the other replicas' telemetry reads again, at least: their rows older than
 /// two flush intervals and two buckets no longer change (a late record lands in the open bucket, and each
-/// flush writes the buckets it closed), except after a flush that failed and was retried; every
-/// `PEERS_FULL_EVERY`-th refresh rereads all.
+/// flush writes the buckets it closed), except after a flush that failed and was retried; a refresh at
+/// least `PEERS_FULL_EVERY` after the last full one rereads all.
 const PEERS_REREAD: Duration = Duration::from_secs(60);
-const PEERS_FULL_EVERY: u32 = 12;
+const PEERS_FULL_EVERY: Duration = Duration::from_secs(60);
 
 /// The other replicas' 10 s rows of the live window, by replica, plugin, version and start.
 #[derive(Default)]
 pub(crate) struct PeerRows {
     rows: BTreeMap<(String, String, String, i64), Rollup>,
-    refreshes: u32,
+    /// When the last full reread was (none yet: the first refresh is one).
+    full_at: Option<SystemTime>,
 }
 
 impl Registry {
     /// Reads what the other replicas on the same database have flushed of the live window and hands it
     /// to telemetry, so that its windows (the overview, alert rules) are the cluster's: all of it on the
-    /// first call and every `PEERS_FULL_EVERY`-th, else only the rows that may still change (the replicas
-    /// flush every `flush_interval`). A no-op on SQLite.
+    /// first call and once every `PEERS_FULL_EVERY`, else only the rows that may still change (the
+    /// replicas flush every `flush_interval`). A no-op on SQLite.
     pub async fn refresh_peers(&self, now: SystemTime, flush_interval: Duration) -> Result<()> {
         if !self.inner.store.is_shared() {
             return Ok(());
         }
         let telemetry = &self.inner.telemetry;
         let mut peers = self.inner.peers.lock().await;
-        let full = peers.refreshes % PEERS_FULL_EVERY == 0;
+        let full = peers.full_at.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= PEERS_FULL_EVERY);
         let oldest = now - telemetry.live_window();
         let reread = PEERS_REREAD.max(2 * flush_interval + Duration::from_secs(20));
         let since = if full { oldest } else { (now - reread).max(oldest) };
@@ -87,7 +90,9 @@ impl Registry {
             let r = stored.rollup;
             peers.rows.insert((stored.replica, r.plugin.clone(), r.version.clone(), r.start), r);
         }
-        peers.refreshes = peers.refreshes.wrapping_add(1);
+        if full {
+            peers.full_at = Some(now);
+        }
         telemetry.set_peers(peers.rows.values().cloned().collect());
         Ok(())
     }

@@ -402,6 +402,11 @@ impl ServeConfig {
                 "`cluster.cache_namespace` must be 1 to 64 visible ASCII characters without spaces, not {namespace:?}"
             ));
         }
+        if self.cache_url.is_some() && self.database_url.is_none() {
+            return Err("`cache_url` (PLUGWATCH_CACHE_URL, --cache) needs `database_url`: Redis is shared by the \
+                        replicas of one PostgreSQL database, and SQLite has one process"
+                .into());
+        }
         self.shared_cache()?;
         let t = &self.telemetry;
         for (name, value) in [

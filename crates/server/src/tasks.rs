@@ -212,13 +212,19 @@ async fn leader_loop(state: AppState, mut stop: watch::Receiver<bool>) {
 async fn peers_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     let period = Duration::from_secs(state.config.cluster.peers_secs);
     let flush = Duration::from_secs(state.config.telemetry.flush_interval_secs);
+    // However many replicas announce their flushes, at most one read a second.
+    let gap = Duration::from_secs(1);
     loop {
+        let read_at = tokio::time::Instant::now();
         if let Err(error) = state.registry.refresh_peers(SystemTime::now(), flush).await {
             tracing::warn!(message = "Cannot read the other replicas' telemetry.", %error);
         }
-        // The next read at the period's end, or at once when another replica announces a flush.
+        // The next read at the period's end, or when another replica announces a flush.
         let woken = tokio::select! {
-            () = state.peers_flushed.notified() => true,
+            () = state.peers_flushed.notified() => {
+                let rest = gap.saturating_sub(read_at.elapsed());
+                rest.is_zero() || tick(&mut stop, rest).await
+            }
             slept = tick(&mut stop, period) => slept,
         };
         if !woken || *stop.borrow() {

@@ -31,6 +31,11 @@ const LEADER_LOCK: i64 = 0x706c_7567_7761_7463;
 /// The first key of the advisory lock a replica holds on its id (`pg_try_advisory_lock(int, int)`, a key
 /// space apart from the leader's bigint one), "plug" in ASCII; the second is a hash of the id.
 const REPLICA_LOCK: i32 = 0x706c_7567;
+/// The advisory lock every running replica holds shared and `plugwatch secrets rotate` exclusively
+/// ("plugrota" in ASCII).
+const ROTATION_LOCK: i64 = 0x706c_7567_726f_7461;
+/// How long a starting replica waits for its id or for a rotation in progress.
+const CLAIM_PATIENCE: Duration = Duration::from_secs(15);
 /// The channel replicas tell each other about changes on.
 const CHANGES_CHANNEL: &str = "plugwatch_changes";
 /// How long one check of the leader's connection may take.
@@ -164,8 +169,8 @@ impl ChangeListener {
 }
 
 /// What this process's connections to PostgreSQL are called (`pg_stat_activity.application_name`):
-/// `plugwatch <pid>@<host>`, within PostgreSQL's 63 bytes, so that [`Store::other_processes`] tells this
-/// process from the others.
+/// `plugwatch <pid>@<host>`, within PostgreSQL's 63 bytes, for an operator (and the rotation's refusal)
+/// to tell the processes apart.
 pub(crate) fn application_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let mut name = format!("plugwatch {}@{}", std::process::id(), host.trim());
@@ -176,10 +181,29 @@ pub(crate) fn application_name() -> String {
     name
 }
 
-/// This replica's claim on its id, held while the process runs (on a connection of its own: the
-/// database drops it when the process dies). Nothing on SQLite, which has one process.
+/// This replica's claim on its id, held while the process runs (on a connection of its own, probed like
+/// the leader's: the database drops it within about 11 s when the process dies). Nothing on SQLite,
+/// which has one process.
 pub struct ReplicaClaim {
     _conn: Option<PgConnection>,
+}
+
+/// `plugwatch secrets rotate`'s exclusive hold on the rotation lock: no replica starts while it lives.
+pub struct RotationLock {
+    _conn: Option<PgConnection>,
+}
+
+/// A connection of its own for a session-level lock (`role` names it in `pg_stat_activity`), whose
+/// server side probes the client with TCP keepalives, so that the lock is released within about 11 s of
+/// the process dying or being cut off.
+fn dedicated_options(db: &crate::postgres::Db, role: &str) -> PgConnectOptions {
+    (*db.pool.connect_options()).clone().application_name(&format!("{} {role}", application_name())).options([
+        ("tcp_keepalives_idle", "5"),
+        ("tcp_keepalives_interval", "2"),
+        ("tcp_keepalives_count", "3"),
+        // Unacknowledged data (a cut while the process was writing) ends the session too.
+        ("tcp_user_timeout", "11000"),
+    ])
 }
 
 /// What an announcement heard on either channel (the database's, or the shared cache's) says changed;
@@ -195,31 +219,37 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => Leadership { inner: Inner::Alone },
             Backend::Postgres(db) => {
-                let options = (*db.pool.connect_options())
-                    .clone()
-                    .application_name(&format!("{} leader", application_name()))
-                    .options([
-                        ("tcp_keepalives_idle", "5"),
-                        ("tcp_keepalives_interval", "2"),
-                        ("tcp_keepalives_count", "3"),
-                        // Unacknowledged data (a cut while the leader was writing) ends the session too.
-                        ("tcp_user_timeout", "11000"),
-                    ]);
+                let options = dedicated_options(db, "leader");
                 Leadership { inner: Inner::Postgres { options: Box::new(options), conn: None, held: false } }
             }
         }
     }
 
-    /// Tells the other replicas that `what` changed: through the shared cache when one is configured and
-    /// takes it, else through the database (a no-op on SQLite without a cache). At most once: a replica
-    /// that was not listening at that moment catches up by polling.
+    /// Tells the other replicas that `what` changed (a plugin, access, alerting): through the database
+    /// (a no-op on SQLite), and through the shared cache as well when one is configured, so that a
+    /// replica whose Redis subscription is broken without knowing it still hears it (hearing it twice is
+    /// harmless). At most once per channel: a replica that was listening on neither catches up by polling.
     pub async fn announce(&self, what: &str) -> Result<()> {
+        let message = format!("{} {what}", self.replica());
+        if let Some(shared) = &self.shared {
+            shared.cache.publish(&message).await;
+        }
+        self.notify(&message).await
+    }
+
+    /// Tells the other replicas of a live update (a flush), which they would otherwise read at their next
+    /// periodic read: through the shared cache when it takes it, else through the database.
+    pub async fn announce_live(&self, what: &str) -> Result<()> {
         let message = format!("{} {what}", self.replica());
         if let Some(shared) = &self.shared
             && shared.cache.publish(&message).await
         {
             return Ok(());
         }
+        self.notify(&message).await
+    }
+
+    async fn notify(&self, message: &str) -> Result<()> {
         if let Backend::Postgres(db) = &self.backend {
             sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(message).execute(&db.pool).await?;
         }
@@ -234,46 +264,82 @@ impl Store {
         Ok(Some(ChangeListener { listener, replica: db.replica.to_string() }))
     }
 
-    /// Claims this store's replica id for as long as the returned claim lives; refused, naming the id,
-    /// when another running process holds it (two replicas of one name would overwrite each other's
-    /// telemetry).
+    /// Claims this store's replica id for as long as the returned claim lives, and holds the rotation
+    /// lock shared meanwhile (so that `plugwatch secrets rotate` sees this process). Waits up to
+    /// [`CLAIM_PATIENCE`] for either (a process of the same id that died a moment ago keeps its session
+    /// until the database notices; a rotation takes seconds), then refuses, saying which.
     pub async fn claim_replica(&self) -> Result<ReplicaClaim> {
         let Backend::Postgres(db) = &self.backend else { return Ok(ReplicaClaim { _conn: None }) };
-        let options = (*db.pool.connect_options()).clone().application_name(&format!("{} claim", application_name()));
-        let mut conn = PgConnection::connect_with(&options).await?;
+        let mut conn = PgConnection::connect_with(&dedicated_options(db, "claim")).await?;
         let digest = <sha2::Sha256 as sha2::Digest>::digest(db.replica.as_bytes());
         let key = i32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
-        let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, $2)")
-            .bind(REPLICA_LOCK)
-            .bind(key)
-            .fetch_one(&mut conn)
-            .await?;
-        if !taken {
-            let _ = conn.close().await;
-            return Err(StoreError::Conflict(format!(
-                "another running plugwatch uses the replica id `{}` on this database: give each replica its own \
-                 (`--replica-id`, `cluster.replica_id`)",
-                db.replica
-            )));
+        let id_refused = format!(
+            "another running plugwatch uses the replica id `{}` on this database: give each replica its own \
+             (`--replica-id`, `cluster.replica_id`)",
+            db.replica
+        );
+        let locks = [
+            (
+                "SELECT pg_try_advisory_lock(($1::bigint)::int4, ($2::bigint)::int4)",
+                vec![i64::from(REPLICA_LOCK), i64::from(key)],
+                id_refused,
+            ),
+            (
+                "SELECT pg_try_advisory_lock_shared($1)",
+                vec![ROTATION_LOCK],
+                "a secrets rotation is in progress on this database (`plugwatch secrets rotate`): start again once \
+                 it is done"
+                    .to_owned(),
+            ),
+        ];
+        for (sql, keys, refusal) in locks {
+            let started = std::time::Instant::now();
+            loop {
+                let mut query = sqlx::query_scalar::<_, bool>(sql);
+                for key in &keys {
+                    query = query.bind(*key);
+                }
+                if query.fetch_one(&mut conn).await? {
+                    break;
+                }
+                if started.elapsed() >= CLAIM_PATIENCE {
+                    let _ = conn.close().await;
+                    return Err(StoreError::Conflict(refusal));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
         Ok(ReplicaClaim { _conn: Some(conn) })
     }
 
-    /// The other plugwatch processes connected to this PostgreSQL database now (their connections'
-    /// names), e.g. replicas still running; none on SQLite, where the data directory's lock says that.
-    pub async fn other_processes(&self) -> Result<Vec<String>> {
-        let Backend::Postgres(db) = &self.backend else { return Ok(Vec::new()) };
-        let own = application_name();
-        let names: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT application_name FROM pg_stat_activity
-             WHERE datname = current_database() AND application_name LIKE 'plugwatch %'
-               AND application_name <> $1 AND application_name <> $1 || ' leader'
+    /// Takes the rotation lock for `plugwatch secrets rotate`, refused while any replica runs (each holds
+    /// it shared from its start, see [`Store::claim_replica`]), naming their connections. Nothing on
+    /// SQLite, where the data directory's lock says whether a server runs.
+    pub async fn lock_for_rotation(&self) -> Result<RotationLock> {
+        let Backend::Postgres(db) = &self.backend else { return Ok(RotationLock { _conn: None }) };
+        let mut conn = PgConnection::connect_with(&dedicated_options(db, "rotation")).await?;
+        let taken: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(ROTATION_LOCK).fetch_one(&mut conn).await?;
+        if taken {
+            return Ok(RotationLock { _conn: Some(conn) });
+        }
+        // A bigint key's lock shows as its high and low 32 bits.
+        let holders: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT coalesce(a.application_name, '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.classid::bigint = $1 AND l.objid::bigint = $2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
              ORDER BY 1",
         )
-        .bind(&own)
-        .fetch_all(&db.pool)
+        .bind(ROTATION_LOCK >> 32)
+        .bind(ROTATION_LOCK & 0xffff_ffff)
+        .fetch_all(&mut conn)
         .await?;
-        Ok(names.into_iter().map(|(name,)| name).collect())
+        let _ = conn.close().await;
+        Err(StoreError::Conflict(format!(
+            "plugwatch is still running on this database ({}): stop every replica first, rotate, then start them \
+             all with the new key",
+            holders.join(", ")
+        )))
     }
 
     /// Whether several replicas may share this database (PostgreSQL): plugin components are then kept in

@@ -43,7 +43,7 @@ pub use access::{
     UserChange, UserRecord,
 };
 pub use artifacts::Artifacts;
-pub use cluster::{Change, ChangeListener, Leadership, ReplicaClaim, heard_change};
+pub use cluster::{Change, ChangeListener, Leadership, ReplicaClaim, RotationLock, heard_change};
 pub use model::*;
 pub use retention::{PruneReport, Retention};
 pub use secrets::{KEY_FILE, KeyOrigin, KeySource, Rotated, SecretBox, SecretError, SecretKey, SecretValue};
@@ -216,13 +216,18 @@ impl Store {
 
 /// What is wrong with a database URL, without its password.
 fn bad_url(url: &str, error: &sqlx::Error) -> String {
-    let shown = match url.split_once('@') {
-        Some((credentials, rest)) => match credentials.rsplit_once(':') {
-            Some((user, _)) if user.contains("//") => format!("{user}:***@{rest}"),
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
+    // Everything between `//` and the last `@` but the user name is a password (which may hold `@`).
+    let mut shown = match (url.split_once("//"), url.rsplit_once('@')) {
+        (Some((scheme, after)), Some((_, host))) if after.contains('@') => {
+            let user = after.split([':', '@']).next().unwrap_or_default();
+            format!("{scheme}//{user}:***@{host}")
+        }
+        _ => url.to_owned(),
     };
+    if let Some(at) = shown.find("password=") {
+        let end = shown[at..].find('&').map_or(shown.len(), |i| at + i);
+        shown.replace_range(at + "password=".len()..end, "***");
+    }
     format!("the database URL `{shown}` is not a PostgreSQL URL (postgres://user:password@host:port/database): {error}")
 }
 
@@ -241,4 +246,21 @@ pub(crate) fn unix(t: std::time::SystemTime) -> i64 {
 /// starting at 12:00:00 is before 12:00:00.5).
 pub(crate) fn unix_ceil(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_refused_database_url_never_shows_its_password() {
+        let error = sqlx::Error::Configuration("bad".into());
+        for (url, password) in [
+            ("postgres://app:s3cret@db:5432/x?sslmode=maybe", "s3cret"),
+            ("postgres://app:p@ss@word@db/x?x=1", "ss@word"),
+            ("postgres://db/x?user=app&password=hunter2&sslmode=maybe", "hunter2"),
+        ] {
+            let shown = super::bad_url(url, &error);
+            assert!(!shown.contains(password), "{shown}");
+            assert!(shown.contains("app") || shown.contains("user=app"), "{shown}");
+        }
+    }
 }

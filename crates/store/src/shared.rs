@@ -1,9 +1,12 @@
 //! The reads the dashboard repeats on every replica, through a [`SharedCache`] when one is configured:
 //! a plugin's rollups over a range, and the overview's sparklines. A cached answer is at most the cache's
-//! time to live old; the rows of this replica's open buckets come from memory anyway (the registry puts
-//! them over what is stored), so only other replicas' latest flushes can be that much later. A value the
-//! cache holds that does not decode is a miss. Change announcements go through the cache when it takes
-//! them, else through the database (`cluster.rs`).
+//! time to live old: the registry puts this replica's open buckets from memory over what is stored, so
+//! what can show up to that much later is another replica's latest flush, and this replica's own rows of
+//! a bucket it closed (and dropped from memory) within the last TTL. A value the cache holds that does
+//! not decode, or is larger than any answer could be, is a miss. Keys carry the secret key's id, which
+//! every replica of one cluster shares, so that two clusters on one Redis never read each other's.
+//! Change announcements go through the cache when it takes them, and through the database
+//! (`cluster.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,6 +27,13 @@ pub(crate) struct Shared {
 
 /// Bumped when the encoding below changes, so that replicas of two versions never read each other's.
 const FORMAT: &str = "v1";
+/// The largest value read back: more than any answer of these queries (a range is at most a few thousand
+/// rows), so that a value planted in the cache cannot make a replica allocate without bound.
+const MAX_VALUE_BYTES: usize = 16 << 20;
+/// The fewest bytes an encoded row takes (its fixed-size fields), so that a row count is checked against
+/// what is there before anything is allocated for it.
+const MIN_ROLLUP_BYTES: usize = 3 * 8 + 8 + 9 * 8 + 8 + 9 * 8 + 8;
+const MIN_MINUTE_BYTES: usize = 3 * 8 + 2 * 8;
 
 impl Store {
     /// This store reading the dashboard's repeated queries through `cache` (kept for `ttl`) and sending
@@ -53,7 +63,8 @@ impl Store {
         // every request within one interval shares the entry.
         let r = resolution.seconds();
         let (first, end) = (ceil_div(unix(from), r), ceil_div(unix_ceil(to), r));
-        let key = || format!("{FORMAT}:rollups:{r}:{first}:{end}:{}", hash(&[plugin, version.unwrap_or("\0")]));
+        let version = version.map_or("*".to_owned(), |v| format!("={v}"));
+        let key = || format!("rollups:{r}:{first}:{end}:{}", hash(&[plugin, &version]));
         self.through_cache(key, read, encode_rollups, |bytes| decode_rollups(bytes, resolution)).await
     }
 
@@ -66,7 +77,7 @@ impl Store {
                 Backend::Postgres(db) => db.minute_requests(plugins, from).await,
             }
         };
-        let key = || format!("{FORMAT}:minutes:{}:{}", unix(from), hash(plugins));
+        let key = || format!("minutes:{}:{}", unix(from), hash(plugins));
         self.through_cache(key, read, encode_minutes, decode_minutes).await
     }
 
@@ -79,12 +90,15 @@ impl Store {
         decode: impl FnOnce(&[u8]) -> Option<T>,
     ) -> Result<T> {
         let Some(shared) = &self.shared else { return read().await };
-        let key = key();
-        if let Some(value) = shared.cache.get(&key).await.and_then(|bytes| decode(&bytes)) {
+        let key = format!("{FORMAT}:{}:{}", self.secret_key_id().unwrap_or_default(), key());
+        let cached = shared.cache.get(&key).await.filter(|bytes| bytes.len() <= MAX_VALUE_BYTES);
+        if let Some(value) = cached.and_then(|bytes| decode(&bytes)) {
             return Ok(value);
         }
         let value = read().await?;
-        shared.cache.put(&key, encode(&value), shared.ttl).await;
+        // Stored in the background: the reader has its answer.
+        let (cache, bytes, ttl) = (shared.cache.clone(), encode(&value), shared.ttl);
+        tokio::spawn(async move { cache.put(&key, bytes, ttl).await });
         Ok(value)
     }
 }
@@ -134,9 +148,10 @@ impl Reader<'_> {
     fn string(&mut self) -> Option<String> {
         String::from_utf8(self.bytes()?.to_vec()).ok()
     }
-    fn count(&mut self) -> Option<usize> {
-        // Each row takes more than a byte: a count beyond what is left is garbage, not an allocation.
-        usize::try_from(self.u64()?).ok().filter(|&n| n <= self.0.len())
+    /// A row count, if that many rows of at least `min_row` bytes fit in what is left (else it is garbage,
+    /// not an allocation).
+    fn count(&mut self, min_row: usize) -> Option<usize> {
+        usize::try_from(self.u64()?).ok().filter(|&n| n.checked_mul(min_row).is_some_and(|b| b <= self.0.len()))
     }
 }
 
@@ -174,7 +189,7 @@ fn encode_rollups(rows: &Vec<StoredRollup>) -> Vec<u8> {
 
 fn decode_rollups(bytes: &[u8], resolution: Resolution) -> Option<Vec<StoredRollup>> {
     let mut r = Reader(bytes);
-    let n = r.count()?;
+    let n = r.count(MIN_ROLLUP_BYTES)?;
     let mut rows = Vec::with_capacity(n);
     for _ in 0..n {
         let (plugin, version, replica) = (r.string()?, r.string()?, r.string()?);
@@ -225,7 +240,7 @@ fn encode_minutes(rows: &Vec<MinuteRequests>) -> Vec<u8> {
 
 fn decode_minutes(bytes: &[u8]) -> Option<Vec<MinuteRequests>> {
     let mut r = Reader(bytes);
-    let n = r.count()?;
+    let n = r.count(MIN_MINUTE_BYTES)?;
     let mut rows = Vec::with_capacity(n);
     for _ in 0..n {
         rows.push(MinuteRequests {
@@ -280,6 +295,11 @@ mod tests {
         longer.push(0);
         assert_eq!(decode_rollups(&longer, Resolution::TenSeconds), None);
         assert_eq!(decode_minutes(&[0xff; 8]), None);
+        // A count of rows that cannot fit in what follows is refused before anything is allocated.
+        let mut huge = (1u64 << 40).to_le_bytes().to_vec();
+        huge.extend([0; 64]);
+        assert_eq!(decode_rollups(&huge, Resolution::TenSeconds), None);
+        assert_eq!(decode_minutes(&huge), None);
         assert_eq!(decode_minutes(b"hello"), None);
     }
 
@@ -287,5 +307,6 @@ mod tests {
     fn names_that_run_together_get_different_keys() {
         assert_ne!(hash(&["ab", "c"]), hash(&["a", "bc"]));
         assert_ne!(hash(&["a"]), hash(&["a", ""]));
+        assert_ne!(hash(&["promo", "*"]), hash(&["promo", "=*"]), "all versions, and a version named `*`");
     }
 }

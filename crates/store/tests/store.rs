@@ -396,6 +396,13 @@ impl plugwatch_model::shared::SharedCache for MemoryCache {
     }
 }
 
+/// Lets the cache writes a read spawned run (the test runtime has one thread).
+async fn settle() {
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Reads through the shared cache answer what the database answers; requests within one interval share
 /// an entry (the same rows), and a changed range, plugin or version never reuses another's.
 #[tokio::test]
@@ -423,6 +430,7 @@ async fn reads_through_a_shared_cache_answer_what_the_database_answers() {
                 for (from, to) in ranges {
                     let truth = plain.rollups(plugin, version, resolution, at(from), at(to)).await.unwrap();
                     let first = cached.rollups(plugin, version, resolution, at(from), at(to)).await.unwrap();
+                    settle().await;
                     let again = cached.rollups(plugin, version, resolution, at(from), at(to)).await.unwrap();
                     assert_eq!((&first, &again), (&truth, &truth), "{plugin} {version:?} {resolution:?} {from}..{to}");
                 }
@@ -437,10 +445,14 @@ async fn reads_through_a_shared_cache_answer_what_the_database_answers() {
         for plugins in [&["promo"][..], &["promo", "loyalty"], &["loyalty"]] {
             let truth = plain.minute_requests(plugins, from).await.unwrap();
             assert_eq!(cached.minute_requests(plugins, from).await.unwrap(), truth, "{plugins:?}");
+            settle().await;
+            let hits = cache.hits.load(Ordering::SeqCst);
             assert_eq!(cached.minute_requests(plugins, from).await.unwrap(), truth, "{plugins:?} again");
+            assert_eq!(cache.hits.load(Ordering::SeqCst), hits + 1, "{plugins:?} again, from the cache");
         }
     }
     // A value that is not what this version wrote is a miss, read from the database again.
+    settle().await;
     for value in cache.values.lock().unwrap().values_mut() {
         *value = b"garbage".to_vec();
     }

@@ -78,18 +78,14 @@ async fn rotate(data_dir: Option<PathBuf>, config: Option<PathBuf>, new_key_file
     };
     let store = match &config.database_url {
         None => Store::open_with(dir, current).await.context("cannot open the data directory")?,
-        Some(url) => {
-            let store = Store::connect(url.expose(), dir, current).await.context("cannot open the database")?;
-            let running = store.other_processes().await?;
-            if !running.is_empty() {
-                store.close().await;
-                anyhow::bail!(
-                    "plugwatch is still connected to the database ({}): stop every replica first, rotate, then \
-                     start them all with the new key",
-                    running.join(", ")
-                );
-            }
-            store
+        Some(url) => Store::connect(url.expose(), dir, current).await.context("cannot open the database")?,
+    };
+    // Held until the rotation is done: refused while a replica runs, and no replica starts meanwhile.
+    let _rotation = match store.lock_for_rotation().await {
+        Ok(lock) => lock,
+        Err(error) => {
+            store.close().await;
+            return Err(error.into());
         }
     };
     let rotated = store.rotate_secret_key(&new).await?;
@@ -121,6 +117,12 @@ async fn rotate(data_dir: Option<PathBuf>, config: Option<PathBuf>, new_key_file
                 )
             })?;
             eprintln!("{} now holds the new key. Back it up, separately from the database.", path.display());
+            if config.database_url.is_some() {
+                eprintln!(
+                    "Every other replica's {KEY_FILE} still holds the old key: give each the new one before it \
+                     starts (better, configure one key for all, PLUGWATCH_SECRET_KEY_FILE)."
+                );
+            }
         }
         None => eprintln!(
             "Configure the new key (PLUGWATCH_SECRET_KEY_FILE={} or `secret_key_file`) before the next start, \
