@@ -767,10 +767,14 @@ impl<'a> Overlay<'a> {
             self.problem(format!("data_dir `{data_dir}` is on no writable volume (the root filesystem is read-only)"));
         }
 
-        // Secrets: the key file is mounted from a Secret; every key referenced is one the overlay provides.
+        // Secrets: the key file is mounted from a Secret; every key referenced is one the overlay provides
+        // (but a reference marked `optional`, e.g. Redis's URL, which an operator adds when they want it).
         let mut secret_keys: BTreeSet<(String, String)> = BTreeSet::new();
         for var in &env {
             let r = &var["valueFrom"]["secretKeyRef"];
+            if r["optional"] == true {
+                continue;
+            }
             if let (Some(n), Some(k)) = (r["name"].as_str(), r["key"].as_str()) {
                 secret_keys.insert((n.to_owned(), k.to_owned()));
             }
