@@ -1,6 +1,6 @@
 //! Benchmarks of the invocation path: raw wasmtime against the runtime's full measured path on the same
 //! engine, the cost of fuel metering and epoch interruption on compute-heavy code, and the example Python
-//! plugin on the hot path.
+//! and JavaScript plugins on the hot path under each way of resetting an instance's memory slot.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -96,6 +96,14 @@ fn overhead(c: &mut Criterion) {
     group.bench_function("runtime_invoke", |b| {
         b.to_async(&rt).iter(|| async { black_box(plugin.invoke("bench", input).await) })
     });
+    // The small plugin under the reset that keeps a large guest's working set resident: its cost here.
+    let (_, keep, dirty) = RESETS[1];
+    let config = RuntimeConfig { keep_resident_bytes: keep, reset_dirty_pages_only: dirty, ..RuntimeConfig::default() };
+    let kept = Runtime::new(config).unwrap();
+    let plugin = rt.block_on(kept.load(wat::parse_str(echo()).unwrap(), LoadOptions::default())).unwrap();
+    group.bench_function("runtime_invoke_keep_resident_dirty_only", |b| {
+        b.to_async(&rt).iter(|| async { black_box(plugin.invoke("bench", input).await) })
+    });
     group.finish();
 }
 
@@ -121,43 +129,109 @@ fn metering(c: &mut Criterion) {
     group.finish();
 }
 
-fn python(c: &mut Criterion) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/promo-discount/promo-discount.wasm");
+/// How a slot's memory is reset between instances: the default (the first 64 KiB kept resident, the rest
+/// given back), and everything up to 64 MiB kept resident with only the written pages reset, so that the
+/// next instance in the slot finds an interpreted guest's working set resident and private.
+const RESETS: [(&str, usize, bool); 2] =
+    [("default_reset", 64 << 10, false), ("keep_resident_dirty_only", 64 << 20, true)];
+
+/// The example Python and JavaScript plugins on the hot path (a fresh pre-instantiated instance per call),
+/// under each way of resetting slots, side by side: criterion's figure, then p50 and p99 of 1,000 calls
+/// (each after the pool refilled), a burst of calls above the pool, and the process's resident memory.
+fn guests(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let cache_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-compile-cache");
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir), ..RuntimeConfig::default() }).unwrap();
     let order = br#"{"order_id":"ord-1001","customer_id":"cust-42","customer_tier":"gold","currency":"KRW","items":[{"sku":"bulgogi-bowl","name":"Bulgogi bowl","quantity":2,"unit_price":12500},{"sku":"kimchi","name":"Kimchi","quantity":1,"unit_price":3000}],"promo_code":"WELCOME10"}"#;
-    let mut group = c.benchmark_group("python_promo_discount");
-    group.measurement_time(Duration::from_secs(10));
-    for (name, prewarm) in [("prewarmed", Prewarm::Instances(2)), ("cold_instance_per_call", Prewarm::Off)] {
-        group.bench_function(name, |b| {
-            // Loaded here, not above: criterion calls this closure only when the benchmark is selected.
-            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let options = LoadOptions { prewarm, limits: Limits::default(), ..LoadOptions::default() };
-            let plugin = rt.block_on(runtime.load(bytes, options)).unwrap();
-            let record = rt.block_on(plugin.invoke("order.pricing", order));
-            assert!(record.outcome.is_ok(), "{record:?}");
-            b.to_async(&rt).iter_custom(|iters| {
-                let plugin = plugin.clone();
-                async move {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        // Time only the invocation: between requests of a real workload the background
-                        // refill has time to replace the instance just used.
-                        while plugin.prewarm_target() > 0 && plugin.prewarmed() < plugin.prewarm_target() {
-                            tokio::time::sleep(Duration::from_micros(200)).await;
+    let guests = [
+        ("python_promo_discount", "promo-discount", "order.pricing"),
+        ("js_loyalty_points", "loyalty-points", "order.completed"),
+    ];
+    let runtimes: Vec<(&str, Runtime)> = RESETS
+        .iter()
+        .map(|(name, keep, dirty)| {
+            let config = RuntimeConfig {
+                cache_dir: Some(cache_dir.clone()),
+                keep_resident_bytes: *keep,
+                reset_dirty_pages_only: *dirty,
+                ..RuntimeConfig::default()
+            };
+            (*name, Runtime::new(config).unwrap())
+        })
+        .collect();
+    for (group_name, example, hook) in guests {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/plugins/{example}/{example}.wasm"));
+        let mut group = c.benchmark_group(group_name);
+        group.measurement_time(Duration::from_secs(10));
+        let mut variants = vec![("cold_instance_per_call", &runtimes[0].1, Prewarm::Off)];
+        variants.extend(runtimes.iter().map(|(name, runtime)| (*name, runtime, Prewarm::Instances(2))));
+        for (name, runtime, prewarm) in variants {
+            group.bench_function(name, |b| {
+                // Loaded here, not above: criterion calls this closure only when the benchmark is selected.
+                let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let config = [("points_per_1000".to_owned(), "20".to_owned())].into();
+                let options = LoadOptions { prewarm, config, limits: Limits::default(), ..LoadOptions::default() };
+                let plugin = rt.block_on(runtime.load(bytes, options)).unwrap();
+                let record = rt.block_on(plugin.invoke(hook, order));
+                assert!(record.outcome.is_ok(), "{record:?}");
+                b.to_async(&rt).iter_custom(|iters| {
+                    let plugin = plugin.clone();
+                    async move {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            total += timed_call(&plugin, hook, order).await;
                         }
-                        let start = Instant::now();
-                        black_box(plugin.invoke("order.pricing", order).await);
-                        total += start.elapsed();
+                        total
                     }
-                    total
+                });
+                let rss_before = rss_bytes();
+                let mut calls: Vec<Duration> = Vec::with_capacity(1000);
+                for _ in 0..1000 {
+                    calls.push(rt.block_on(timed_call(&plugin, hook, order)));
                 }
-            })
-        });
+                calls.sort();
+                // A burst: eight calls back to back, the pool not waited for.
+                let burst: Vec<Duration> = rt.block_on(async {
+                    let mut times = Vec::new();
+                    for _ in 0..8 {
+                        let start = Instant::now();
+                        black_box(plugin.invoke(hook, order).await);
+                        times.push(start.elapsed());
+                    }
+                    times
+                });
+                println!(
+                    "{group_name}/{name}: p50 {:.1} µs, p99 {:.1} µs of 1000 calls; burst of 8 above the pool: {:?} µs; \
+                     RSS {:.1} MiB before the 1000, {:.1} MiB after; pool misses {}",
+                    calls[500].as_secs_f64() * 1e6,
+                    calls[990].as_secs_f64() * 1e6,
+                    burst.iter().map(|d| (d.as_secs_f64() * 1e6).round() as u64).collect::<Vec<_>>(),
+                    rss_before as f64 / (1 << 20) as f64,
+                    rss_bytes() as f64 / (1 << 20) as f64,
+                    plugin.pool().misses,
+                );
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
-criterion_group!(benches, overhead, metering, python);
+/// One invocation, once the pool (if any) has refilled: between requests of a real workload the
+/// background refill has time to replace the instance just used.
+async fn timed_call(plugin: &plugwatch_runtime::Plugin, hook: &str, input: &[u8]) -> Duration {
+    while plugin.prewarm_target() > 0 && plugin.prewarmed() < plugin.prewarm_target() {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let start = Instant::now();
+    black_box(plugin.invoke(hook, input).await);
+    start.elapsed()
+}
+
+/// This process's resident memory.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+criterion_group!(benches, overhead, metering, guests);
 criterion_main!(benches);

@@ -49,6 +49,13 @@ pub struct RuntimeConfig {
     pub prewarm_instances: usize,
     /// Stack available to guest code; deeper recursion traps with `stack_overflow`.
     pub max_wasm_stack: usize,
+    /// How much of an instance's linear memory (from its start) stays resident when its slot is reset for
+    /// the next instance: reset in place (zeroed, or copied back from the heap image) rather than given
+    /// back to the kernel, so that the next instance in the slot does not fault those pages in again.
+    pub keep_resident_bytes: usize,
+    /// Within `keep_resident_bytes`, reset only the pages the instance wrote (found with the kernel's
+    /// `PAGEMAP_SCAN`, where it has it) instead of all of them.
+    pub reset_dirty_pages_only: bool,
     /// Threads of the guest executor, which runs the invocations that outlast their first slice (one epoch
     /// tick), apart from the caller's async workers. Defaults to the number of cores.
     pub guest_threads: usize,
@@ -72,6 +79,8 @@ impl Default for RuntimeConfig {
             prewarm_threshold: Duration::from_micros(200),
             prewarm_instances: 2,
             max_wasm_stack: 512 << 10,
+            keep_resident_bytes: 64 << 10,
+            reset_dirty_pages_only: false,
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             guest_nice: 10,
             wall_backstop_factor: 10,
@@ -320,12 +329,13 @@ pub fn engine_config(config: &RuntimeConfig) -> Config {
         .max_tables_per_component(16)
         .max_core_instances_per_component(64)
         .table_elements(1 << 16)
-        // When a slot is reused, zero the first 64 KiB of its memory and table in place and keep them resident,
-        // instead of an madvise that makes the next instance fault them back in: measured on the reference
-        // machine, this beats both a full decommit and resetting only the dirty pages (PAGEMAP_SCAN), whose
-        // extra system call costs more than it saves for the small heaps most plugins touch.
-        .linear_memory_keep_resident(64 << 10)
-        .pagemap_scan(wasmtime::Enabled::No)
+        // When a slot is reused, reset the first `keep_resident_bytes` of its memory (64 KiB by default) and
+        // its table in place and keep them resident, instead of an madvise that makes the next instance fault
+        // them back in: measured on the reference machine, for the small heaps most plugins touch, this beats
+        // both a full decommit and resetting only the dirty pages (PAGEMAP_SCAN), whose extra system call
+        // costs more than it saves (see `benches/invoke.rs` for the large heaps of interpreted guests).
+        .linear_memory_keep_resident(config.keep_resident_bytes)
+        .pagemap_scan(if config.reset_dirty_pages_only { wasmtime::Enabled::Auto } else { wasmtime::Enabled::No })
         .table_keep_resident(64 << 10);
     let mut c = Config::new();
     c.wasm_component_model(true)
