@@ -20,7 +20,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("not a Redis URL ({0}): expected redis://host[:port][/db] or rediss://…")]
+    #[error(
+        "not a Redis URL plugwatch can use ({0}): expected redis://[:password@]host[:port][/db] (TLS, rediss://, is not built in)"
+    )]
     BadUrl(String),
 }
 
