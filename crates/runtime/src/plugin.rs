@@ -533,4 +533,20 @@ mod tests {
         assert!(cut.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
         assert!(cut.ends_with('…'));
     }
+
+    #[test]
+    fn a_take_from_an_empty_pool_is_a_miss_and_a_pool_of_none_never_misses() {
+        let pool = |target| WarmPool {
+            target,
+            ready: Mutex::new(Vec::new()),
+            misses: AtomicU64::new(0),
+            refilling: AtomicBool::new(false),
+        };
+        let warm = pool(2);
+        assert!(warm.take().is_none() && warm.take().is_none());
+        assert_eq!(warm.misses.load(Ordering::Relaxed), 2);
+        let none = pool(0);
+        assert!(none.take().is_none());
+        assert_eq!(none.misses.load(Ordering::Relaxed), 0, "a plugin without a pool instantiates by design");
+    }
 }

@@ -96,6 +96,8 @@ async fn slow_to_instantiate_plugins_are_prewarmed_and_served_from_the_pool() {
         tokio::time::sleep(ms(5)).await;
     }
     let burst = plugin.prewarm_target() + 3;
+    // (Whether the refill keeps up with the burst depends on the machine: what is exact is that each
+    // invocation that instantiated on its own path is one miss. The count itself: `WarmPool`'s unit test.)
     let calls: Vec<_> = (0..burst)
         .map(|_| {
             let plugin = plugin.clone();
@@ -108,7 +110,6 @@ async fn slow_to_instantiate_plugins_are_prewarmed_and_served_from_the_pool() {
     }
     assert!(records.iter().all(|r| r.output == record.output), "{records:?}");
     let instantiated = records.iter().filter(|r| r.instantiate > std::time::Duration::ZERO).count() as u64;
-    assert!(instantiated >= 1, "a burst of {burst} over a pool of {}", plugin.prewarm_target());
     assert_eq!(plugin.pool().misses, instantiated, "a miss for each invocation that instantiated");
 }
 
