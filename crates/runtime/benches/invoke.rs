@@ -162,18 +162,17 @@ fn guests(c: &mut Criterion) {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/plugins/{example}/{example}.wasm"));
         let mut group = c.benchmark_group(group_name);
-        group.measurement_time(Duration::from_secs(10));
+        group.measurement_time(Duration::from_secs(5));
         let mut variants = vec![("cold_instance_per_call", &runtimes[0].1, Prewarm::Off)];
         variants.extend(runtimes.iter().map(|(name, runtime)| (*name, runtime, Prewarm::Instances(2))));
         for (name, runtime, prewarm) in variants {
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let config = [("points_per_1000".to_owned(), "20".to_owned())].into();
+            let options = LoadOptions { prewarm, config, limits: Limits::default(), ..LoadOptions::default() };
+            let plugin = rt.block_on(runtime.load(bytes, options)).unwrap();
+            let record = rt.block_on(plugin.invoke(hook, order));
+            assert!(record.outcome.is_ok(), "{record:?}");
             group.bench_function(name, |b| {
-                // Loaded here, not above: criterion calls this closure only when the benchmark is selected.
-                let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                let config = [("points_per_1000".to_owned(), "20".to_owned())].into();
-                let options = LoadOptions { prewarm, config, limits: Limits::default(), ..LoadOptions::default() };
-                let plugin = rt.block_on(runtime.load(bytes, options)).unwrap();
-                let record = rt.block_on(plugin.invoke(hook, order));
-                assert!(record.outcome.is_ok(), "{record:?}");
                 b.to_async(&rt).iter_custom(|iters| {
                     let plugin = plugin.clone();
                     async move {
@@ -183,34 +182,31 @@ fn guests(c: &mut Criterion) {
                         }
                         total
                     }
-                });
-                let rss_before = rss_bytes();
-                let mut calls: Vec<Duration> = Vec::with_capacity(1000);
-                for _ in 0..1000 {
-                    calls.push(rt.block_on(timed_call(&plugin, hook, order)));
-                }
-                calls.sort();
-                // A burst: eight calls back to back, the pool not waited for.
-                let burst: Vec<Duration> = rt.block_on(async {
-                    let mut times = Vec::new();
-                    for _ in 0..8 {
-                        let start = Instant::now();
-                        black_box(plugin.invoke(hook, order).await);
-                        times.push(start.elapsed());
-                    }
-                    times
-                });
-                println!(
-                    "{group_name}/{name}: p50 {:.1} µs, p99 {:.1} µs of 1000 calls; burst of 8 above the pool: {:?} µs; \
-                     RSS {:.1} MiB before the 1000, {:.1} MiB after; pool misses {}",
-                    calls[500].as_secs_f64() * 1e6,
-                    calls[990].as_secs_f64() * 1e6,
-                    burst.iter().map(|d| (d.as_secs_f64() * 1e6).round() as u64).collect::<Vec<_>>(),
-                    rss_before as f64 / (1 << 20) as f64,
-                    rss_bytes() as f64 / (1 << 20) as f64,
-                    plugin.pool().misses,
-                );
+                })
             });
+            // Once per variant, outside criterion's sampling: the distribution, a burst, the memory.
+            let rss_before = rss_bytes();
+            let mut calls: Vec<Duration> = (0..1000).map(|_| rt.block_on(timed_call(&plugin, hook, order))).collect();
+            calls.sort();
+            let burst: Vec<Duration> = rt.block_on(async {
+                let mut times = Vec::new();
+                for _ in 0..8 {
+                    let start = Instant::now();
+                    black_box(plugin.invoke(hook, order).await);
+                    times.push(start.elapsed());
+                }
+                times
+            });
+            println!(
+                "{group_name}/{name}: p50 {:.1} µs, p99 {:.1} µs of 1000 calls; burst of 8 above the pool: {:?} µs; \
+                 RSS {:.1} MiB before the 1000, {:.1} MiB after; pool misses {}",
+                calls[500].as_secs_f64() * 1e6,
+                calls[990].as_secs_f64() * 1e6,
+                burst.iter().map(|d| (d.as_secs_f64() * 1e6).round() as u64).collect::<Vec<_>>(),
+                rss_before as f64 / (1 << 20) as f64,
+                rss_bytes() as f64 / (1 << 20) as f64,
+                plugin.pool().misses,
+            );
         }
         group.finish();
     }
