@@ -42,7 +42,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     which("wrk").context("wrk is needed (Debian: apt-get install wrk)")?;
     which("sqlite3").context("sqlite3 is needed (Debian: apt-get install sqlite3)")?;
     crate::bench_http::build_release()?;
-    crate::run(Command::new("cargo").args(["build", "--release", "-p", "plugwatch-backup", "--example", "history"]))?;
+    crate::run(crate::cargo().args(["build", "--release", "-p", "plugwatch-backup", "--example", "history"]))?;
     let target = root.join("target/release");
     let plugwatch = target.join("plugwatch");
     let work = root.join("target/bench-backup");

@@ -134,7 +134,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
 /// so this reuses the build `cargo build --release -p plugwatch` made (before, the bare echo was an
 /// example of the server crate, whose dev-dependencies changed features and rebuilt wasmtime).
 pub(crate) fn build_release() -> anyhow::Result<()> {
-    crate::run(Command::new("cargo").args(["build", "--release", "-p", "plugwatch", "-p", "plugwatch-baselines"]))
+    crate::run(crate::cargo().args(["build", "--release", "-p", "plugwatch", "-p", "plugwatch-baselines"]))
 }
 
 pub(crate) fn echo_component(root: &Path) -> anyhow::Result<Vec<u8>> {

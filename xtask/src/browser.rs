@@ -63,7 +63,7 @@ fn run_inner(root: &Path) -> anyhow::Result<()> {
     tools(root)?;
     // The same selection as the test step, so its build is reused (`--bin plugwatch` alone resolves the
     // dependencies' features differently and rebuilds wasmtime).
-    crate::run(Command::new("cargo").args(["build", "--workspace", "--all-targets", "--locked"]))?;
+    crate::run(crate::cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     let work = root.join("target/browser-run");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -92,7 +92,7 @@ fn run_inner(root: &Path) -> anyhow::Result<()> {
 /// with 1,000 plugins.
 pub fn bench(root: &Path) -> anyhow::Result<()> {
     tools(root)?;
-    crate::run(Command::new("cargo").args(["build", "--workspace", "--all-targets", "--locked"]))?;
+    crate::run(crate::cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     let work = root.join("target/browser-bench");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;

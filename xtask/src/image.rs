@@ -56,7 +56,7 @@ pub fn plugwatch_binary(root: &Path) -> anyhow::Result<PathBuf> {
         ensure!(path.is_file(), "PLUGWATCH_BIN={} is not a file", path.display());
         return Ok(std::path::absolute(path)?);
     }
-    crate::run(Command::new("cargo").args(["build", "--workspace", "--all-targets", "--locked"]))?;
+    crate::run(crate::cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     Ok(root.join("target/debug/plugwatch"))
 }
 

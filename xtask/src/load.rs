@@ -238,7 +238,7 @@ fn binary(root: &Path, profile: &Profile) -> anyhow::Result<PathBuf> {
     let path = match profile {
         Profile::Debug => {
             // The same selection as the test and browser steps, so their build is reused.
-            crate::run(Command::new("cargo").args(["build", "--workspace", "--all-targets", "--locked"]))?;
+            crate::run(crate::cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
             root.join("target/debug/plugwatch")
         }
         Profile::Release => {

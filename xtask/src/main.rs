@@ -77,7 +77,7 @@ fn dispatch() -> anyhow::Result<()> {
         Some("test") => test(&root),
         Some("plugins") => plugins(&root, args.iter().any(|a| a == "--bless")),
         Some("tools") => tools(&root),
-        Some("bench") => run(Command::new("cargo").args(["bench", "--workspace"]).args(&args[1..])),
+        Some("bench") => run(cargo().args(["bench", "--workspace"]).args(&args[1..])),
         Some("bench-http") => bench_http::run(&root),
         Some("bench-backup") => bench_backup::run(&root),
         Some("bench-cluster") => bench_cluster::run(&root),
@@ -110,7 +110,7 @@ fn root() -> PathBuf {
 /// Everything CI checks, in order from cheapest to dearest.
 fn test(root: &Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    step("formatting", Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    step("formatting", cargo().args(["fmt", "--all", "--", "--check"]))?;
     tools(root)?;
     manifests::run(root)?;
     step(
@@ -124,23 +124,20 @@ fn test(root: &Path) -> anyhow::Result<()> {
         ]),
     )?;
     plugins(root, false)?;
-    step(
-        "clippy",
-        Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
-    )?;
+    step("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     services::ensure()?;
     // `--all-targets` also runs each benchmark once, in test mode, so they cannot rot.
     step(
         "tests",
         // The cluster tests need PostgreSQL: `postgres_tests` runs them. This pass is SQLite's even where
         // `PLUGWATCH_TEST_POSTGRES` names the server for that one.
-        Command::new("cargo")
+        cargo()
             .args(["test", "--workspace", "--all-targets", "--locked"])
             .env("PLUGWATCH_TEST_CLUSTER", "later")
             .env_remove(services::TEST_POSTGRES),
     )?;
     postgres_tests()?;
-    step("doc tests", Command::new("cargo").args(["test", "--workspace", "--doc", "--locked"]))?;
+    step("doc tests", cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
     schemathesis::run(root)?;
     browser::run(root)?;
     load::run(root, &load::Options::check(root))?;
@@ -181,7 +178,7 @@ fn postgres_tests() -> anyhow::Result<()> {
     const SQLITE_ONLY: &[&str] =
         &["backups::", "secrets::a_secret_reaches_the_plugin_but_never_the_api_or_the_database_files"];
     services::drop_test_databases()?;
-    let built = Command::new("cargo")
+    let built = cargo()
         .args(["test", "--workspace", "--all-targets", "--locked", "--no-run", "--message-format=json"])
         .stderr(std::process::Stdio::inherit())
         .output()?;
@@ -271,7 +268,7 @@ fn cargo_deny(root: &Path) -> anyhow::Result<()> {
     }
     step(
         "cargo-deny",
-        Command::new("cargo")
+        cargo()
             .args(["install", "--locked", "--quiet", "--version", CARGO_DENY_VERSION, "cargo-deny", "--root"])
             .arg(&tools)
             // Its own build directory: the workspace's target holds plugwatch's build.
@@ -306,6 +303,23 @@ pub(crate) fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
     let result = run(command).with_context(|| format!("step `{name}` failed"));
     println!("xtask: {name}: {:.1} s", started.elapsed().as_secs_f64());
     result
+}
+
+/// `cargo`, without the variables `cargo run` set for this process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`
+/// and the like). Build scripts watch some of them (ring reruns when `CARGO_MANIFEST_DIR` changes), so
+/// a build started from here with them would not be the build a plain `cargo build` made: it rebuilt
+/// ring and everything above it, wasmtime's dependants included, in release.
+pub(crate) fn cargo() -> Command {
+    let mut command = Command::new("cargo");
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || matches!(name, "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_CRATE_NAME" | "CARGO_BIN_NAME");
+        if set_by_cargo_run {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {

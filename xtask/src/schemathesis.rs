@@ -21,7 +21,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     // The same selection as the test step, so that its build is reused: `-p plugwatch` alone resolves the
     // dependencies' features differently and rebuilt wasmtime (about ten minutes of CI).
-    crate::run(Command::new("cargo").args(["build", "--workspace", "--all-targets", "--locked"]))?;
+    crate::run(crate::cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     let _server = crate::server::Killed(
         Command::new(root.join("target/debug/plugwatch"))
             .args(["serve", "--listen", ADDR, "--data-dir"])
