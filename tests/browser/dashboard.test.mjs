@@ -128,7 +128,9 @@ test("an-alert-rule-shows-field-errors-then-fires-on-the-page", async (t) => {
   await form.locator('[name="for_secs"]').fill("0");
   await form.locator('[name="no_data"]').selectOption("ok");
   await form.getByRole("button", { name: "Save rule" }).click();
-  await t.page.locator("#alerts-message.notice").waitFor();
+  // The page is drawn again with the new rule, and the notice is in the new page.
+  await t.page.locator("#rules tbody tr", { hasText: "Browser test: any traffic" }).waitFor();
+  assert.match(await t.page.locator("#alerts-message.notice").innerText(), /Saved rule Browser test: any traffic/);
   await t.page.locator("#alerts-now tbody tr", { hasText: "Browser test: any traffic" }).first().waitFor({ timeout: 20_000 });
   await t.screenshot("alerts");
   await t.axe();

@@ -436,26 +436,26 @@ function table(id, headers, rows) {
   return h("div", { class: "table-wrap" }, h("table", { id }, h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)));
 }
 
-async function alertsPage() {
+// `said` is a notice from the action that drew the page again: it belongs in the new page, not the old one.
+async function alertsPage(said = null) {
   const main = document.getElementById("main");
   const [now, history, rules, silences, channels] = await Promise.all([
     api("/api/v1/alerts"), api("/api/v1/alerts/history?limit=50"), api("/api/v1/alerts/rules"), api("/api/v1/alerts/silences"), api("/api/v1/alerts/channels"),
   ]);
-  const message = h("p", { id: "alerts-message", role: "status" });
-  const ok = (text) => { message.className = "notice"; message.textContent = text; };
+  const message = h("p", { id: "alerts-message", role: "status", class: said ? "notice" : null }, said ?? "");
+  const ok = (text) => alertsPage(text);
   const fail = (e) => { message.className = "error"; message.textContent = e.message; };
   const silence = async (a) => {
     try {
       await api("/api/v1/alerts/silences", { method: "POST", json: { rule_id: a.rule_id, plugins: a.plugin || undefined, duration_secs: 3600, comment: `Silenced from the dashboard by ${state.me.name}` } });
-      ok(`Silenced ${a.rule}${a.plugin ? ` on ${a.plugin}` : ""} for an hour.`);
-      alertsPage();
+      await ok(`Silenced ${a.rule}${a.plugin ? ` on ${a.plugin}` : ""} for an hour.`);
     } catch (e) { fail(e); }
   };
   const nowRows = (alerts) => alerts.map((a) => h("tr", { dataset: { rule: a.rule_id, plugin: a.plugin || "" } },
     h("td", {}, status(a.state)), h("td", {}, status(a.severity)), h("td", {}, a.rule), h("td", {}, a.plugin ? `${a.plugin} ${a.version || ""}` : "host"),
     h("td", { class: "wrap" }, a.summary), h("td", {}, fmt.time(a.since)), h("td", {}, a.silenced ? "silenced" : can("operate") ? h("button", { type: "button", dataset: { action: "silence" }, onclick: () => silence(a) }, "Silence 1 h") : "")));
   const nowBody = h("tbody", {}, nowRows(now.alerts));
-  const ruleForm = can("operate") ? ruleEditor(rules.rules, ok, () => alertsPage()) : null;
+  const ruleForm = can("operate") ? ruleEditor(rules.rules, ok) : null;
   const ruleRows = rules.rules.map((r) => h("tr", { dataset: { rule: r.id } }, h("td", {}, r.name), h("td", {}, r.enabled ? "enabled" : "disabled"), h("td", {}, `${r.metric}${r.limit ? `(${r.limit})` : ""} ${r.comparison} ${r.threshold}`),
     h("td", {}, r.scope === "host" ? "host" : r.plugins), h("td", {}, `${r.window_secs} s / for ${r.for_secs} s`), h("td", {}, status(r.severity)),
     h("td", {}, can("operate") ? h("button", { type: "button", dataset: { action: "edit-rule" }, onclick: () => ruleForm && ruleForm.edit(r) }, "Edit") : "")));
@@ -474,14 +474,14 @@ async function alertsPage() {
     h("h2", {}, "Firing and pending"), h("div", { class: "table-wrap" }, h("table", { id: "alerts-now" }, h("thead", {}, h("tr", {}, ["State", "Severity", "Rule", "On", "Summary", "Since", "Actions"].map((t) => h("th", { scope: "col" }, t)))), nowBody)),
     h("h2", {}, "Rules"), table("rules", ["Name", "State", "Condition", "Selects", "Window / for", "Severity", "Actions"], ruleRows), ruleForm ? ruleForm.element : null,
     h("h2", {}, "Silences"), table("silences", ["Status", "Rule", "Plugins", "Until", "By", "Comment", "Actions"], silences.silences.map((s) => h("tr", {}, h("td", {}, status(s.status)), h("td", {}, s.rule_id ?? "any"), h("td", {}, s.plugins ?? "any"), h("td", {}, fmt.time(s.ends_at)), h("td", {}, s.author), h("td", { class: "wrap" }, s.comment),
-      h("td", {}, s.status !== "expired" && can("operate") ? h("button", { type: "button", onclick: async () => { try { await api(`/api/v1/alerts/silences/${s.id}`, { method: "DELETE" }); alertsPage(); } catch (e) { fail(e); } } }, "End") : "")))),
+      h("td", {}, s.status !== "expired" && can("operate") ? h("button", { type: "button", onclick: async () => { try { await api(`/api/v1/alerts/silences/${s.id}`, { method: "DELETE" }); await ok("Ended the silence."); } catch (e) { fail(e); } } }, "End") : "")))),
     h("h2", {}, "Channels"), table("channels", ["Name", "Kind", "State", "Routes", "Secrets", "Actions"], channelRows),
     h("h2", {}, "History"), table("history", ["When", "Rule", "On", "From → to", "Value", "Threshold", "Silenced"], history.entries.map((e) => h("tr", {}, h("td", {}, fmt.time(e.at)), h("td", {}, e.rule), h("td", {}, e.plugin ? `${e.plugin} ${e.version || ""}` : "host"), h("td", {}, `${e.from} → ${e.to}`), h("td", { class: "num" }, e.value === null ? "no data" : fmt.num(e.value, 4)), h("td", { class: "num" }, e.threshold), h("td", {}, e.silenced ? "silenced" : "")))),
   );
   openLive([], (update) => nowBody.replaceChildren(...nowRows(update.alerts)));
 }
 
-function ruleEditor(rules, ok, saved) {
+function ruleEditor(rules, saved) {
   let editing = null;
   const field = (name, input) => h("label", {}, name, input, h("span", { class: "field-error", dataset: { field: name }, role: "alert" }));
   const inputs = {
@@ -515,12 +515,12 @@ function ruleEditor(rules, ok, saved) {
     if (inputs.limit.value) body.limit = inputs.limit.value;
     try {
       await api(editing ? `/api/v1/alerts/rules/${editing}` : "/api/v1/alerts/rules", { method: editing ? "PUT" : "POST", json: body });
-      ok(`Saved rule ${body.name}.`);
-      saved();
     } catch (e) {
       const slot = form.querySelector(`.field-error[data-field="${e.field}"]`) || form.querySelector(".field-error[data-field=name]");
       slot.textContent = e.message;
+      return;
     }
+    await saved(`Saved rule ${body.name}.`);
   });
   return {
     element: form,
