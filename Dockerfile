@@ -36,6 +36,8 @@ COPY crates/server/Cargo.toml crates/server/
 COPY crates/store/Cargo.toml crates/store/
 COPY crates/telemetry/Cargo.toml crates/telemetry/
 COPY xtask/Cargo.toml xtask/
+# The workspace's patched dependencies (vendor/README.md).
+COPY vendor vendor
 # Every library crate gets an empty lib.rs, the two binaries an empty main, and each declared [[bench]] an
 # empty file (cargo refuses a manifest whose declared targets are missing).
 RUN set -eu; \

@@ -340,6 +340,25 @@ fn check_manifests_copied(root: &Path, dockerfile: &str) -> anyhow::Result<()> {
         .filter(|m| !dockerfile.lines().any(|l| l.trim() == format!("COPY {m}/Cargo.toml {m}/")))
         .collect();
     ensure!(missing.is_empty(), "the Dockerfile's dependency stage does not copy the manifests of {missing:?}");
+    // A crate the workspace patches in from a path (vendor/) is a dependency: the dependency stage builds it,
+    // so it is copied whole before that stage's build, and the build context lets it in.
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))?.parse()?;
+    let ignore = std::fs::read_to_string(root.join(".dockerignore"))?;
+    let stub_build = dockerfile.lines().position(|l| l.contains("cargo build")).unwrap_or(usize::MAX);
+    let patched = manifest.get("patch").and_then(|p| p.as_table()).into_iter().flat_map(|p| p.values());
+    for dependency in patched.filter_map(|r| r.as_table()).flat_map(|r| r.values()) {
+        let Some(path) = dependency.get("path").and_then(|p| p.as_str()) else { continue };
+        let top = path.split('/').next().unwrap_or(path);
+        let copied = dockerfile.lines().position(|l| l.trim() == format!("COPY {top} {top}"));
+        ensure!(
+            copied.is_some_and(|at| at < stub_build),
+            "the Dockerfile does not `COPY {top} {top}` before its dependency build, and the patched crate {path} is in it"
+        );
+        ensure!(
+            ignore.lines().any(|l| l.trim() == format!("!{top}/")),
+            ".dockerignore keeps {top}/ (patched {path}) out"
+        );
+    }
     Ok(())
 }
 
