@@ -10,5 +10,5 @@ mod record;
 pub mod shared;
 
 pub use limits::*;
-pub use pool::PoolStats;
+pub use pool::{PoolMemory, PoolStats};
 pub use record::{Invocation, Level, LogLine, LogSource, Outcome, UnknownOutcome};

@@ -118,22 +118,22 @@ fn sigterm_drains_flushes_and_exits_cleanly() {
 fn a_bad_configuration_is_refused_with_the_setting_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("plugwatch.toml");
-    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n[telemetry]\nflush_interval_seconds = 5\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
-        .args(["serve", "--config", config.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("flush_interval_seconds"), "{stderr}");
-
-    std::fs::write(&config, "[telemetry]\nflush_interval_secs = 0\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
-        .args(["serve", "--config", config.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("telemetry.flush_interval_secs"));
+    // An unknown key, and values out of range: refused with the setting named.
+    for (contents, setting) in [
+        ("listen = \"127.0.0.1:0\"\n[telemetry]\nflush_interval_seconds = 5\n", "flush_interval_seconds"),
+        ("[telemetry]\nflush_interval_secs = 0\n", "telemetry.flush_interval_secs"),
+        ("[runtime]\npool_idle_after_secs = 0\n", "runtime.pool_idle_after_secs"),
+        ("[runtime]\nmax_memory_bytes = 65536\nkeep_resident_bytes = 131072\n", "runtime.keep_resident_bytes"),
+    ] {
+        std::fs::write(&config, contents).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
+            .args(["serve", "--config", config.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(setting), "{stderr}");
+    }
 
     let out = Command::new(env!("CARGO_BIN_EXE_plugwatch"))
         .args(["serve", "--config", "/no/such/plugwatch.toml"])

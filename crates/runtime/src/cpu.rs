@@ -24,6 +24,17 @@ pub fn thread_cpu_time() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
+/// Page faults served without I/O on the calling thread so far.
+pub fn thread_minor_faults() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given and reads nothing from it.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_minflt as u64
+}
+
 /// No instant recorded (in [`Execution::runnable_since`]).
 const NONE: u64 = u64::MAX;
 

@@ -45,8 +45,15 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// A plugin whose instantiation takes longer than this gets pre-instantiated instances ([`Prewarm::Auto`]).
     pub prewarm_threshold: Duration,
-    /// How many pre-instantiated instances such a plugin keeps ready.
+    /// The most pre-instantiated instances such a plugin keeps ready. How many it keeps follows its demand:
+    /// one more after each invocation that found the pool empty, one fewer after a window in which one was
+    /// never needed, none once it has been idle for `pool_idle_after`.
     pub prewarm_instances: usize,
+    /// A plugin whose pool no invocation has drawn from for this long gives its instances back.
+    pub pool_idle_after: Duration,
+    /// The memory all plugins' pre-instantiated instances may hold at once, each counted at the most any
+    /// instantiation of its plugin faulted in; a refill that would exceed it waits.
+    pub pool_memory_budget_bytes: u64,
     /// Stack available to guest code; deeper recursion traps with `stack_overflow`.
     pub max_wasm_stack: usize,
     /// How much of an instance's linear memory (from its start) stays resident when its slot is reset for
@@ -54,7 +61,9 @@ pub struct RuntimeConfig {
     /// back to the kernel, so that the next instance in the slot does not fault those pages in again.
     pub keep_resident_bytes: usize,
     /// Within `keep_resident_bytes`, reset only the pages the instance wrote (found with the kernel's
-    /// `PAGEMAP_SCAN`, where it has it) instead of all of them.
+    /// `PAGEMAP_SCAN`, Linux 6.7 and later) instead of all of them. Where the kernel lacks it, at most
+    /// [`FULL_RESET_BYTES`] are kept resident whatever `keep_resident_bytes` says: resetting all of a large
+    /// keep-resident region would copy megabytes per instance.
     pub reset_dirty_pages_only: bool,
     /// Threads of the guest executor, which runs the invocations that outlast their first slice (one epoch
     /// tick), apart from the caller's async workers. Defaults to the number of cores.
@@ -77,10 +86,12 @@ impl Default for RuntimeConfig {
             max_in_flight: 256,
             cache_dir: None,
             prewarm_threshold: Duration::from_micros(200),
-            prewarm_instances: 2,
+            prewarm_instances: 4,
+            pool_idle_after: Duration::from_secs(60),
+            pool_memory_budget_bytes: 256 << 20,
             max_wasm_stack: 512 << 10,
-            keep_resident_bytes: 64 << 10,
-            reset_dirty_pages_only: false,
+            keep_resident_bytes: 64 << 20,
+            reset_dirty_pages_only: true,
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             guest_nice: 10,
             wall_backstop_factor: 10,
@@ -133,6 +144,8 @@ pub(crate) struct Shared {
     pub(crate) config: RuntimeConfig,
     pub(crate) in_flight: Slots,
     pub(crate) executor: Executor,
+    /// Bytes held by all plugins' ready instances (against `config.pool_memory_budget_bytes`).
+    pub(crate) pool_bytes: std::sync::atomic::AtomicU64,
     /// Identifies this engine's compiled-code format in cache file names.
     cache_key: String,
 }
@@ -140,6 +153,12 @@ pub(crate) struct Shared {
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let engine = Engine::new(&engine_config(&config)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        if slot_reset(&config).0 < config.keep_resident_bytes {
+            tracing::warn!(
+                message = "The kernel has no PAGEMAP_SCAN (Linux 6.7+): instance slots keep only 64 KiB resident, as resetting more in full would copy it for every instance.",
+                keep_resident_bytes = config.keep_resident_bytes,
+            );
+        }
         let mut linker = Linker::new(&engine);
         link(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         if let Some(dir) = &config.cache_dir {
@@ -154,7 +173,10 @@ impl Runtime {
         let in_flight = Slots::new(config.max_in_flight, u32::MAX);
         let executor = Executor::start(config.guest_threads, config.guest_nice)
             .map_err(|e| RuntimeError::Engine(format!("cannot start the guest threads: {e}")))?;
-        Ok(Runtime { shared: Arc::new(Shared { engine, linker, ticker, config, in_flight, executor, cache_key }) })
+        let pool_bytes = std::sync::atomic::AtomicU64::new(0);
+        Ok(Runtime {
+            shared: Arc::new(Shared { engine, linker, ticker, config, in_flight, executor, pool_bytes, cache_key }),
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -164,6 +186,18 @@ impl Runtime {
     /// The process-wide engine (for tools and benchmarks that compare against raw wasmtime).
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
+    }
+
+    /// What the pre-instantiated instances of all plugins hold against the budget, and what the engine's
+    /// idle instance slots keep resident.
+    pub fn pool_memory(&self) -> plugwatch_model::PoolMemory {
+        let slots = self.shared.engine.pooling_allocator_metrics();
+        plugwatch_model::PoolMemory {
+            held_bytes: self.shared.pool_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            budget_bytes: self.shared.config.pool_memory_budget_bytes,
+            idle_slot_bytes: slots
+                .map_or(0, |m| (m.unused_memory_bytes_resident() + m.unused_table_bytes_resident()) as u64),
+        }
     }
 
     /// Scans, compiles (or loads from the cache), links and test-instantiates a plugin.
@@ -314,9 +348,21 @@ fn unnamed_file(dir: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(openat(CWD, dir, flags, Mode::from_raw_mode(0o644))?)
 }
 
+/// The most of a slot's memory kept resident when every kept page is reset (no `PAGEMAP_SCAN`).
+pub const FULL_RESET_BYTES: usize = 64 << 10;
+
+/// How much of a slot's memory is kept resident, and whether only its written pages are reset: what
+/// `config` asks for, where the kernel can scan for written pages.
+fn slot_reset(config: &RuntimeConfig) -> (usize, bool) {
+    let dirty_only = config.reset_dirty_pages_only && PoolingAllocationConfig::is_pagemap_scan_available();
+    let keep = if dirty_only { config.keep_resident_bytes } else { config.keep_resident_bytes.min(FULL_RESET_BYTES) };
+    (keep, dirty_only)
+}
+
 /// The wasmtime configuration of a [`Runtime`] with `config`: public for the benchmarks' raw-wasmtime
 /// ceiling (`crates/baselines`), which must run on exactly this engine.
 pub fn engine_config(config: &RuntimeConfig) -> Config {
+    let (keep_resident, dirty_only) = slot_reset(config);
     let mut pool = PoolingAllocationConfig::new();
     let instances = config.max_instances;
     pool.total_component_instances(instances)
@@ -329,13 +375,14 @@ pub fn engine_config(config: &RuntimeConfig) -> Config {
         .max_tables_per_component(16)
         .max_core_instances_per_component(64)
         .table_elements(1 << 16)
-        // When a slot is reused, reset the first `keep_resident_bytes` of its memory (64 KiB by default) and
-        // its table in place and keep them resident, instead of an madvise that makes the next instance fault
-        // them back in: measured on the reference machine, for the small heaps most plugins touch, this beats
-        // both a full decommit and resetting only the dirty pages (PAGEMAP_SCAN), whose extra system call
-        // costs more than it saves (see `benches/invoke.rs` for the large heaps of interpreted guests).
-        .linear_memory_keep_resident(config.keep_resident_bytes)
-        .pagemap_scan(if config.reset_dirty_pages_only { wasmtime::Enabled::Auto } else { wasmtime::Enabled::No })
+        // When a slot is reused, reset the pages an instance wrote within the first `keep_resident_bytes` of
+        // its memory (64 MiB by default) and its table in place and keep them resident, instead of an madvise
+        // that makes the next instance fault them back in. For the interpreted guests, whose calls write
+        // hundreds of pages of an 11–18 MB heap image, this took the restaurant mix from 211–239 to
+        // 255–293 requests/s (alternating runs, ARCHITECTURE.md); a small plugin pays the scan's system call
+        // (about 0.2 µs per instance, `benches/invoke.rs`).
+        .linear_memory_keep_resident(keep_resident)
+        .pagemap_scan(if dirty_only { wasmtime::Enabled::Yes } else { wasmtime::Enabled::No })
         .table_keep_resident(64 << 10);
     let mut c = Config::new();
     c.wasm_component_model(true)
@@ -353,4 +400,27 @@ fn link(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_reset_in_full_never_keeps_more_than_64_kib_resident() {
+        let config = |keep, dirty| RuntimeConfig {
+            keep_resident_bytes: keep,
+            reset_dirty_pages_only: dirty,
+            ..RuntimeConfig::default()
+        };
+        assert_eq!(slot_reset(&config(64 << 20, false)), (FULL_RESET_BYTES, false));
+        assert_eq!(slot_reset(&config(16 << 10, false)), (16 << 10, false));
+        // Resetting only the written pages keeps what was asked for, where the kernel can find them.
+        let expected = if PoolingAllocationConfig::is_pagemap_scan_available() {
+            (64 << 20, true)
+        } else {
+            (FULL_RESET_BYTES, false)
+        };
+        assert_eq!(slot_reset(&config(64 << 20, true)), expected);
+    }
 }

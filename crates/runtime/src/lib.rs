@@ -26,14 +26,14 @@ mod plugin;
 mod state;
 mod ticker;
 
-pub use cpu::thread_cpu_time;
-pub use engine::{LoadOptions, Prewarm, Runtime, RuntimeConfig, engine_config};
+pub use cpu::{thread_cpu_time, thread_minor_faults};
+pub use engine::{FULL_RESET_BYTES, LoadOptions, Prewarm, Runtime, RuntimeConfig, engine_config};
 pub use error::{LoadError, RuntimeError};
 pub use inspect::{ALLOWED_WASI, HANDLE_EXPORT, HOST_INTERFACE, Inspection, import_allowed, inspect};
 pub use plugin::Plugin;
 pub use plugwatch_model::{
     DEFAULT_FUEL, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_OUTPUT_BYTES,
     DEFAULT_MAX_QUEUE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Invocation, Level, Limits, LimitsError, LogLine,
-    LogSource, MAX_TIMEOUT, Outcome, PoolStats, UnknownOutcome, default_fuel_for,
+    LogSource, MAX_TIMEOUT, Outcome, PoolMemory, PoolStats, UnknownOutcome, default_fuel_for,
 };
 pub use state::PluginConfig;

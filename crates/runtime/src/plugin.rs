@@ -1,7 +1,7 @@
 //! A loaded plugin and the path of one invocation: admission, a fresh instance, the call under every limit,
 //! and the record of what happened.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,7 +9,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::admission::{Slot, Slots};
 use crate::bindings::{self, PluginPre};
-use crate::cpu::{Execution, Metered};
+use crate::cpu::{Execution, Metered, thread_minor_faults};
 use crate::engine::{LoadOptions, Prewarm, Shared};
 use crate::error::LoadError;
 use crate::executor::Group;
@@ -54,19 +54,48 @@ struct Inner {
     slow: AtomicBool,
 }
 
-/// Instances made ahead of time, each used by exactly one invocation and then dropped.
+/// Instances made ahead of time, each used by exactly one invocation and then dropped. How many it keeps
+/// follows demand, within `0..=max` and the process's pool memory budget:
+/// - an invocation that finds it empty (a miss) raises the target by one;
+/// - after a sizing window in which it never ran dry and one instance was never needed, it lowers it by one;
+/// - once no invocation has drawn from it for the runtime's `pool_idle_after`, it drops to 0 and gives its
+///   instances back, until the next invocation (a miss) starts it again at 1.
+///
+/// The stores of finished invocations come back here too: the refill drops them, which resets their memory
+/// slots, so that neither the reset nor the next instantiation is paid on an invocation's path.
 struct WarmPool {
-    target: usize,
+    max: usize,
+    target: AtomicUsize,
     ready: Mutex<Vec<Warm>>,
-    /// Invocations that found the pool empty (with a target above 0).
+    spent: Mutex<Vec<Store<State>>>,
+    /// Invocations that found the pool empty (with a maximum above 0).
     misses: AtomicU64,
     refilling: AtomicBool,
+    /// Whether the sizing task runs (it stops once the pool is idle).
+    sizing: AtomicBool,
+    /// Draws (hits and misses) and misses since the last sizing window, and the fewest instances left
+    /// ready after a draw in it.
+    window_draws: AtomicU64,
+    window_misses: AtomicU64,
+    low_water: AtomicUsize,
+    /// Consecutive sizing windows without a draw.
+    idle_windows: AtomicU64,
+    /// Bytes held by the ready instances.
+    bytes: AtomicU64,
+    /// The most any instantiation of the plugin faulted in (at first, the trial's): what each ready
+    /// instance is counted at.
+    instance_bytes: AtomicU64,
 }
 
 struct Warm {
     store: Store<State>,
     instance: bindings::Plugin,
+    /// What it is counted at while it waits (see [`WarmPool::put`]).
+    bytes: u64,
 }
+
+/// How often a pool reconsiders its size.
+const SIZING_WINDOW: Duration = Duration::from_secs(5);
 
 impl Plugin {
     pub(crate) async fn start(
@@ -81,16 +110,14 @@ impl Plugin {
         // second one measures what instantiating costs from then on (the first also pays one-off costs such
         // as faulting in the code): only a plugin slow to instantiate even then is worth pre-instantiating,
         // which costs a hand-off to another thread per invocation.
-        let cold_start = trial_instantiation(&shared, &config, &limits, &pre).await?;
-        let target = match options.prewarm {
+        let mut trial = trial_instantiation(&shared, &config, &limits, &pre).await?;
+        let cold_start = trial.took;
+        let max = match options.prewarm {
             Prewarm::Off => 0,
             Prewarm::Instances(n) => n,
-            Prewarm::Auto
-                if cold_start > shared.config.prewarm_threshold
-                    && trial_instantiation(&shared, &config, &limits, &pre).await?
-                        > shared.config.prewarm_threshold =>
-            {
-                shared.config.prewarm_instances
+            Prewarm::Auto if cold_start > shared.config.prewarm_threshold => {
+                trial = trial_instantiation(&shared, &config, &limits, &pre).await?;
+                if trial.took > shared.config.prewarm_threshold { shared.config.prewarm_instances } else { 0 }
             }
             Prewarm::Auto => 0,
         };
@@ -104,12 +131,7 @@ impl Plugin {
                 limits,
                 config,
                 cold_start,
-                warm: WarmPool {
-                    target,
-                    ready: Mutex::new(Vec::new()),
-                    misses: AtomicU64::new(0),
-                    refilling: AtomicBool::new(false),
-                },
+                warm: WarmPool::new(max, trial.bytes),
                 group: NEXT_GROUP.fetch_add(1, Ordering::Relaxed),
                 slow: AtomicBool::new(false),
             }),
@@ -147,9 +169,14 @@ impl Plugin {
         self.inner.cold_start
     }
 
-    /// How many pre-instantiated instances this plugin keeps ready.
+    /// How many pre-instantiated instances this plugin keeps ready now (it follows demand; see [`Plugin::pool`]).
     pub fn prewarm_target(&self) -> usize {
-        self.inner.warm.target
+        self.inner.warm.target()
+    }
+
+    /// The most pre-instantiated instances this plugin keeps ready.
+    pub fn prewarm_max(&self) -> usize {
+        self.inner.warm.max
     }
 
     /// How many pre-instantiated instances are ready now.
@@ -160,10 +187,13 @@ impl Plugin {
     /// The pool of pre-instantiated instances: its target, what is ready, and the invocations that found it
     /// empty.
     pub fn pool(&self) -> plugwatch_model::PoolStats {
+        let warm = &self.inner.warm;
         plugwatch_model::PoolStats {
-            target: self.inner.warm.target,
+            max: warm.max,
+            target: warm.target(),
             ready: self.prewarmed(),
-            misses: self.inner.warm.misses.load(Ordering::Relaxed),
+            misses: warm.misses.load(Ordering::Relaxed),
+            bytes: warm.bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -230,7 +260,7 @@ impl Plugin {
             Some((result, store, instantiate)) => {
                 record.instantiate = instantiate;
                 inner.finish(&mut record, result, &store, &execution);
-                drop(store);
+                inner.retire(store);
             }
             None => record.fail(Outcome::Rejected, "the runtime shut down before the invocation finished"),
         }
@@ -263,12 +293,13 @@ impl Inner {
         execution: Arc<Execution>,
     ) -> (CallResult, Store<State>, Duration) {
         let deadline = start + self.wall_backstop();
-        let warm = self.warm.take();
-        if warm.is_some() {
+        let warm = self.warm.take(&self.shared);
+        if self.warm.max > 0 {
             self.refill();
+            self.size_pool_later();
         }
         let (mut store, instance, instantiate) = match warm {
-            Some(Warm { mut store, instance }) => {
+            Some(Warm { mut store, instance, .. }) => {
                 store.data_mut().deadline = deadline;
                 store.data_mut().execution = Some((execution, self.limits.timeout));
                 store.data_mut().log.restart_clock(start);
@@ -366,9 +397,20 @@ impl Inner {
         }
     }
 
-    /// Starts refilling the pool of pre-instantiated instances, unless a refill is already running.
+    /// Hands a finished invocation's store back: with a pool, the refill drops it (resetting its slots) off
+    /// the invocation's path; without one (a plugin quick to instantiate, with little to reset) it goes now.
+    fn retire(&self, store: Store<State>) {
+        if self.warm.max == 0 {
+            return drop(store);
+        }
+        self.warm.spent().push(store);
+        self.refill();
+    }
+
+    /// Starts the refill, unless it is running: it drops spent stores and instantiates until the pool holds
+    /// its target (or the memory budget is reached).
     fn refill(&self) {
-        if self.warm.target == 0 || self.warm.refilling.swap(true, Ordering::AcqRel) {
+        if self.warm.max == 0 || self.warm.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -380,26 +422,61 @@ impl Inner {
         // invocations are never held up by it (the OS scheduler shares the cores between them).
         runtime.clone().spawn_blocking(move || runtime.block_on(async move {
             while let Some(inner) = weak.upgrade() {
-                if inner.warm.lock().len() >= inner.warm.target {
-                    inner.warm.refilling.store(false, Ordering::Release);
-                    // A taker may have emptied the pool between the check and the store.
-                    if inner.warm.lock().len() >= inner.warm.target
-                        || inner.warm.refilling.swap(true, Ordering::AcqRel)
-                    {
-                        return;
+                let spent = std::mem::take(&mut *inner.warm.spent());
+                let reset = !spent.is_empty();
+                drop(spent);
+                if inner.warm.wants_one(&inner.shared) {
+                    match inner.prewarm_one().await {
+                        Ok(warm) => inner.warm.put(&inner.shared, warm),
+                        Err(error) => {
+                            tracing::warn!(message = "Pre-instantiation failed.", plugin = %inner.inspection.sha256, error = %format!("{error:#}"));
+                            inner.warm.refilling.store(false, Ordering::Release);
+                            return;
+                        }
                     }
                     continue;
                 }
-                match inner.prewarm_one().await {
-                    Ok(warm) => inner.warm.lock().push(warm),
-                    Err(error) => {
-                        tracing::warn!(message = "Pre-instantiation failed.", plugin = %inner.inspection.sha256, error = %format!("{error:#}"));
-                        inner.warm.refilling.store(false, Ordering::Release);
+                if reset {
+                    continue;
+                }
+                inner.warm.refilling.store(false, Ordering::Release);
+                // A taker or a retiring invocation may have come between the check and the store.
+                let more = inner.warm.wants_one(&inner.shared) || !inner.warm.spent().is_empty();
+                if !more || inner.warm.refilling.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// Starts the sizing task unless it runs: every [`SIZING_WINDOW`] it resizes the pool to its demand,
+    /// and it stops once the pool has gone idle (the next draw starts it again).
+    fn size_pool_later(&self) {
+        if self.warm.sizing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.warm.sizing.store(false, Ordering::Release);
+            return;
+        };
+        let weak = self.me.clone();
+        let window = SIZING_WINDOW.min(self.shared.config.pool_idle_after).max(Duration::from_millis(10));
+        let idle_windows = self.shared.config.pool_idle_after.as_nanos().div_ceil(window.as_nanos()).max(1) as u64;
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(window).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if !inner.warm.resize(&inner.shared, idle_windows) {
+                    inner.warm.sizing.store(false, Ordering::Release);
+                    // A draw between the last window and the store would have found the task running.
+                    if inner.warm.window_draws.load(Ordering::Acquire) == 0
+                        || inner.warm.sizing.swap(true, Ordering::AcqRel)
+                    {
                         return;
                     }
                 }
             }
-        }));
+        });
     }
 
     async fn prewarm_one(&self) -> wasmtime::Result<Warm> {
@@ -407,26 +484,132 @@ impl Inner {
         let now = Instant::now();
         let mut store =
             new_store(&self.shared, &self.config, &self.limits, now, now + PREWARM_DEADLINE.max(self.limits.timeout));
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        Ok(Warm { store, instance })
+        let (instance, bytes) = instantiate_counted(&self.pre, &mut store).await;
+        Ok(Warm { store, instance: instance?, bytes })
+    }
+}
+
+impl Drop for Inner {
+    /// An unloaded plugin's ready instances leave the process's pool memory with it.
+    fn drop(&mut self) {
+        self.shared.pool_bytes.fetch_sub(self.warm.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
 impl WarmPool {
+    /// A pool of at most `max`, starting at one instance (a plugin just loaded is about to be used), whose
+    /// instances are expected to hold `instance_bytes` each.
+    fn new(max: usize, instance_bytes: u64) -> WarmPool {
+        WarmPool {
+            max,
+            target: AtomicUsize::new(max.min(1)),
+            ready: Mutex::new(Vec::new()),
+            spent: Mutex::new(Vec::new()),
+            misses: AtomicU64::new(0),
+            refilling: AtomicBool::new(false),
+            sizing: AtomicBool::new(false),
+            window_draws: AtomicU64::new(0),
+            window_misses: AtomicU64::new(0),
+            low_water: AtomicUsize::new(usize::MAX),
+            idle_windows: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            instance_bytes: AtomicU64::new(instance_bytes),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Warm>> {
         self.ready.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self) -> Option<Warm> {
-        if self.target == 0 {
+    fn spent(&self) -> std::sync::MutexGuard<'_, Vec<Store<State>>> {
+        self.spent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn target(&self) -> usize {
+        self.target.load(Ordering::Relaxed)
+    }
+
+    /// An instance for one invocation, if one is ready; a miss raises the target (up to `max`).
+    fn take(&self, shared: &Shared) -> Option<Warm> {
+        if self.max == 0 {
             return None;
         }
-        let taken = self.lock().pop();
-        if taken.is_none() {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+        self.window_draws.fetch_add(1, Ordering::AcqRel);
+        let mut ready = self.lock();
+        let taken = ready.pop();
+        self.low_water.fetch_min(ready.len(), Ordering::Relaxed);
+        drop(ready);
+        match &taken {
+            Some(warm) => self.release(shared, warm.bytes),
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.window_misses.fetch_add(1, Ordering::Relaxed);
+                let _ =
+                    self.target.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| (t < self.max).then_some(t + 1));
+            }
         }
         taken
     }
+
+    /// Whether the refill should make another instance: below target, and within the memory budget.
+    fn wants_one(&self, shared: &Shared) -> bool {
+        if self.lock().len() >= self.target() {
+            return false;
+        }
+        let next = self.instance_bytes.load(Ordering::Relaxed);
+        shared.pool_bytes.load(Ordering::Relaxed) + next <= shared.config.pool_memory_budget_bytes
+    }
+
+    /// Adds a made instance, counted at the most any instantiation of the plugin faulted in: one made in a
+    /// slot that kept its last instance's pages resident faults in less, but holds those pages all the same.
+    fn put(&self, shared: &Shared, mut warm: Warm) {
+        warm.bytes = self.instance_bytes.fetch_max(warm.bytes, Ordering::Relaxed).max(warm.bytes);
+        self.bytes.fetch_add(warm.bytes, Ordering::Relaxed);
+        shared.pool_bytes.fetch_add(warm.bytes, Ordering::Relaxed);
+        self.lock().push(warm);
+    }
+
+    /// Takes `bytes` of ready instances off this pool's and the process's count (the inverse of `put`).
+    fn release(&self, shared: &Shared, bytes: u64) {
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        shared.pool_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// One sizing window's decision (see [`WarmPool`]); false once the pool is idle and empty.
+    fn resize(&self, shared: &Shared, idle_after_windows: u64) -> bool {
+        let draws = self.window_draws.swap(0, Ordering::AcqRel);
+        let misses = self.window_misses.swap(0, Ordering::Relaxed);
+        let low_water = self.low_water.swap(usize::MAX, Ordering::Relaxed);
+        let idle = if draws == 0 {
+            self.idle_windows.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.idle_windows.store(0, Ordering::Relaxed);
+            0
+        };
+        let target = if idle >= idle_after_windows {
+            0
+        } else if draws > 0 && misses == 0 && low_water >= 1 {
+            // An instance was left over after every draw: one fewer would have done.
+            self.target().saturating_sub(1).max(1)
+        } else {
+            self.target()
+        };
+        self.target.store(target, Ordering::Relaxed);
+        let surplus: Vec<Warm> = {
+            let mut ready = self.lock();
+            let keep = ready.len().min(target);
+            ready.drain(keep..).collect()
+        };
+        self.release(shared, surplus.iter().map(|w| w.bytes).sum());
+        drop(surplus);
+        target > 0
+    }
+}
+
+/// What one trial instantiation took, and what it faulted in.
+struct Trial {
+    took: Duration,
+    bytes: u64,
 }
 
 /// Instantiates the plugin once, as at load, and says how long that took.
@@ -435,18 +618,30 @@ async fn trial_instantiation(
     config: &PluginConfig,
     limits: &Limits,
     pre: &PluginPre<State>,
-) -> Result<Duration, LoadError> {
+) -> Result<Trial, LoadError> {
     let _active = shared.ticker.active();
     let started = Instant::now();
     let mut store = new_store(shared, config, limits, started, started + PREWARM_DEADLINE.max(limits.timeout));
-    pre.instantiate_async(&mut store).await.map_err(|e| {
+    let (instance, bytes) = instantiate_counted(pre, &mut store).await;
+    instance.map_err(|e| {
         if store.data().meter.hit {
             LoadError::Instantiation(format!("its initial memory is over the cap of {} bytes", limits.memory_bytes))
         } else {
             LoadError::Instantiation(format!("{e:#}"))
         }
     })?;
-    Ok(started.elapsed())
+    Ok(Trial { took: started.elapsed(), bytes })
+}
+
+/// Instantiates into `store`, and says how much memory that faulted in on this thread: what the instance
+/// holds, where nothing else runs on the thread meanwhile (the refill's; at load, nearly so).
+async fn instantiate_counted(
+    pre: &PluginPre<State>,
+    store: &mut Store<State>,
+) -> (wasmtime::Result<bindings::Plugin>, u64) {
+    let faults = thread_minor_faults();
+    let instance = pre.instantiate_async(store).await;
+    (instance, thread_minor_faults().saturating_sub(faults) * rustix::param::page_size() as u64)
 }
 
 /// A fresh store with the plugin's limits: memory cap, log budget, fuel, and the deadline check that runs
@@ -535,18 +730,58 @@ mod tests {
     }
 
     #[test]
-    fn a_take_from_an_empty_pool_is_a_miss_and_a_pool_of_none_never_misses() {
-        let pool = |target| WarmPool {
-            target,
-            ready: Mutex::new(Vec::new()),
-            misses: AtomicU64::new(0),
-            refilling: AtomicBool::new(false),
-        };
-        let warm = pool(2);
-        assert!(warm.take().is_none() && warm.take().is_none());
+    fn misses_raise_the_target_up_to_the_maximum_and_a_pool_of_none_never_misses() {
+        let runtime = crate::Runtime::new(crate::RuntimeConfig::default()).unwrap();
+        let shared = &runtime.shared;
+        let warm = WarmPool::new(2, 0);
+        assert_eq!(warm.target(), 1, "a pool starts at one instance");
+        assert!(warm.take(shared).is_none());
+        assert_eq!(warm.target(), 2);
+        assert!(warm.take(shared).is_none());
+        assert_eq!(warm.target(), 2, "never above the maximum");
         assert_eq!(warm.misses.load(Ordering::Relaxed), 2);
-        let none = pool(0);
-        assert!(none.take().is_none());
-        assert_eq!(none.misses.load(Ordering::Relaxed), 0, "a plugin without a pool instantiates by design");
+        let none = WarmPool::new(0, 0);
+        assert!(none.take(shared).is_none());
+        assert_eq!((none.target(), none.misses.load(Ordering::Relaxed)), (0, 0), "no pool instantiates by design");
+    }
+
+    #[test]
+    fn the_target_follows_demand_and_an_idle_pool_empties() {
+        let runtime = crate::Runtime::new(crate::RuntimeConfig::default()).unwrap();
+        let shared = &runtime.shared;
+        let warm = WarmPool::new(4, 0);
+        warm.target.store(3, Ordering::Relaxed);
+        // A window whose draws always left an instance over: one fewer would have done.
+        warm.window_draws.store(5, Ordering::Relaxed);
+        warm.low_water.store(1, Ordering::Relaxed);
+        assert!(warm.resize(shared, 3));
+        assert_eq!(warm.target(), 2);
+        // A window that ran dry keeps the target (its misses raised it already).
+        warm.window_draws.store(5, Ordering::Relaxed);
+        warm.window_misses.store(1, Ordering::Relaxed);
+        warm.low_water.store(0, Ordering::Relaxed);
+        assert!(warm.resize(shared, 3));
+        assert_eq!(warm.target(), 2);
+        // Windows without a draw: the target holds until the idle time has passed, then drops to 0.
+        assert!(warm.resize(shared, 3) && warm.resize(shared, 3));
+        assert_eq!(warm.target(), 2);
+        assert!(!warm.resize(shared, 3), "idle: the sizing task stops");
+        assert_eq!(warm.target(), 0);
+        // The next invocation is a miss and starts it again.
+        assert!(warm.take(shared).is_none());
+        assert_eq!(warm.target(), 1);
+    }
+
+    #[test]
+    fn a_refill_stops_at_the_memory_budget() {
+        let config = crate::RuntimeConfig { pool_memory_budget_bytes: 100, ..crate::RuntimeConfig::default() };
+        let runtime = crate::Runtime::new(config).unwrap();
+        let shared = &runtime.shared;
+        let warm = WarmPool::new(4, 60);
+        assert!(warm.wants_one(shared), "below target, and 60 bytes fit in 100");
+        shared.pool_bytes.store(50, Ordering::Relaxed);
+        assert!(!warm.wants_one(shared), "50 held by other pools: 60 more would exceed the budget");
+        assert_eq!(runtime.pool_memory().budget_bytes, 100);
+        assert_eq!(runtime.pool_memory().held_bytes, 50);
     }
 }

@@ -296,7 +296,16 @@ pub struct RuntimeSettings {
     pub max_in_flight: u32,
     pub max_memory_bytes: u64,
     pub max_plugin_bytes: usize,
+    /// The most pre-instantiated instances a plugin slow to instantiate keeps ready (it follows demand).
     pub prewarm_instances: usize,
+    /// A pool no invocation has drawn from for this long gives its instances back.
+    pub pool_idle_after_secs: u64,
+    /// The memory all plugins' pre-instantiated instances may hold.
+    pub pool_memory_budget_bytes: u64,
+    /// How much of an instance slot's memory is reset in place (kept resident) rather than given back.
+    pub keep_resident_bytes: usize,
+    /// Within `keep_resident_bytes`, reset only the pages the instance wrote (`PAGEMAP_SCAN`).
+    pub reset_dirty_pages_only: bool,
     /// Threads that run invocations outlasting one epoch tick (default: the number of cores).
     pub guest_threads: usize,
     /// Niceness of those threads (0–19): higher leaves the cores to HTTP first.
@@ -313,6 +322,10 @@ impl Default for RuntimeSettings {
             max_memory_bytes: d.max_memory_bytes,
             max_plugin_bytes: d.max_plugin_bytes,
             prewarm_instances: d.prewarm_instances,
+            pool_idle_after_secs: d.pool_idle_after.as_secs(),
+            pool_memory_budget_bytes: d.pool_memory_budget_bytes,
+            keep_resident_bytes: d.keep_resident_bytes,
+            reset_dirty_pages_only: d.reset_dirty_pages_only,
             guest_threads: d.guest_threads,
             guest_nice: d.guest_nice,
         }
@@ -456,6 +469,15 @@ impl ServeConfig {
         if self.runtime.guest_threads == 0 {
             return Err("`runtime.guest_threads` must be at least 1".into());
         }
+        if self.runtime.pool_idle_after_secs == 0 {
+            return Err("`runtime.pool_idle_after_secs` must be at least 1 (seconds without an invocation before a plugin's pool empties)".into());
+        }
+        if self.runtime.keep_resident_bytes as u64 > self.runtime.max_memory_bytes {
+            return Err(format!(
+                "`runtime.keep_resident_bytes` ({}) must not exceed `runtime.max_memory_bytes` ({}): no slot is larger",
+                self.runtime.keep_resident_bytes, self.runtime.max_memory_bytes
+            ));
+        }
         if !(0..=19).contains(&self.runtime.guest_nice) {
             return Err("`runtime.guest_nice` must be between 0 and 19".into());
         }
@@ -543,6 +565,10 @@ impl ServeConfig {
             max_memory_bytes: r.max_memory_bytes,
             max_plugin_bytes: r.max_plugin_bytes,
             prewarm_instances: r.prewarm_instances,
+            pool_idle_after: std::time::Duration::from_secs(r.pool_idle_after_secs),
+            pool_memory_budget_bytes: r.pool_memory_budget_bytes,
+            keep_resident_bytes: r.keep_resident_bytes,
+            reset_dirty_pages_only: r.reset_dirty_pages_only,
             guest_threads: r.guest_threads,
             guest_nice: r.guest_nice,
             cache_dir: Some(self.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("compiled"))),

@@ -96,7 +96,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             Some((e.record.name.as_str(), active.version.version.as_str(), active.loaded.plugin()?.pool()))
         })
         .collect();
-    plugwatch_telemetry::encode_pools(&pools, &mut out);
+    plugwatch_telemetry::encode_pools(&pools, state.registry.runtime().pool_memory(), &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }
 

@@ -596,19 +596,34 @@ fn stats(
 mod tests;
 
 /// Appends the families of [`names::WITH_POOLS`] for each `(plugin, version, pool)`: each plugin version's
-/// pool of pre-instantiated instances, as the runtime reports it.
-pub fn encode_pools(pools: &[(&str, &str, plugwatch_model::PoolStats)], out: &mut String) {
+/// pool of pre-instantiated instances, as the runtime reports it; then [`names::WITH_POOL_MEMORY`], the
+/// process's pool memory against its budget.
+pub fn encode_pools(
+    pools: &[(&str, &str, plugwatch_model::PoolStats)],
+    memory: plugwatch_model::PoolMemory,
+    out: &mut String,
+) {
     type Value = fn(&plugwatch_model::PoolStats) -> f64;
     let mut e = Exposition::new(out);
-    let families: [(&Family, Value); 3] = [
+    let families: [(&Family, Value); 5] = [
+        (&names::PLUGIN_POOL_MAX, |p| p.max as f64),
         (&names::PLUGIN_POOL_TARGET, |p| p.target as f64),
         (&names::PLUGIN_POOL_READY, |p| p.ready as f64),
         (&names::PLUGIN_POOL_MISSES, |p| p.misses as f64),
+        (&names::PLUGIN_POOL_MEMORY, |p| p.bytes as f64),
     ];
     for (family, value) in families {
         e.declare(family);
         for (plugin, version, pool) in pools {
             e.sample(family.name, &[(names::LABEL_PLUGIN, *plugin), (names::LABEL_VERSION, *version)], value(pool));
         }
+    }
+    for (family, value) in [
+        (&names::RUNTIME_POOL_MEMORY, memory.held_bytes),
+        (&names::RUNTIME_POOL_BUDGET, memory.budget_bytes),
+        (&names::RUNTIME_IDLE_SLOT_MEMORY, memory.idle_slot_bytes),
+    ] {
+        e.declare(family);
+        e.sample(family.name, &[], value as f64);
     }
 }

@@ -120,10 +120,16 @@ pub const WITH_LIMITS: [Family; 1] = [PLUGIN_HEADROOM];
 
 /// A plugin version's pool of pre-instantiated instances: written by
 /// [`encode_pools`](crate::encode_pools), which is given what the runtime reports.
+pub const PLUGIN_POOL_MAX: Family = Family {
+    name: "plugwatch_plugin_pool_max_instances",
+    kind: MetricKind::Gauge,
+    help: "The most pre-instantiated instances a plugin version may keep ready (0: it has no pool and instantiates on the call's path).",
+};
+
 pub const PLUGIN_POOL_TARGET: Family = Family {
     name: "plugwatch_plugin_pool_target_instances",
     kind: MetricKind::Gauge,
-    help: "Pre-instantiated instances a plugin version keeps ready (0: it instantiates on the call's path).",
+    help: "Pre-instantiated instances a plugin version keeps ready now: it follows demand, and is 0 once the plugin is idle.",
 };
 
 pub const PLUGIN_POOL_READY: Family = Family {
@@ -138,8 +144,35 @@ pub const PLUGIN_POOL_MISSES: Family = Family {
     help: "Invocations that found the plugin version's pool empty and instantiated on their own path, since it was loaded.",
 };
 
-/// The families written only by callers that know the runtime's pools.
-pub const WITH_POOLS: [Family; 3] = [PLUGIN_POOL_TARGET, PLUGIN_POOL_READY, PLUGIN_POOL_MISSES];
+pub const PLUGIN_POOL_MEMORY: Family = Family {
+    name: "plugwatch_plugin_pool_memory_bytes",
+    kind: MetricKind::Gauge,
+    help: "Memory a plugin version's ready instances hold, each counted at the most an instantiation of the plugin faulted in.",
+};
+
+pub const RUNTIME_POOL_MEMORY: Family = Family {
+    name: "plugwatch_runtime_pool_memory_bytes",
+    kind: MetricKind::Gauge,
+    help: "Memory all plugins' ready instances hold, each counted at the most an instantiation of its plugin faulted in.",
+};
+
+pub const RUNTIME_POOL_BUDGET: Family = Family {
+    name: "plugwatch_runtime_pool_memory_budget_bytes",
+    kind: MetricKind::Gauge,
+    help: "The memory all plugins' ready instances may hold (runtime.pool_memory_budget_bytes).",
+};
+
+pub const RUNTIME_IDLE_SLOT_MEMORY: Family = Family {
+    name: "plugwatch_runtime_idle_slot_resident_bytes",
+    kind: MetricKind::Gauge,
+    help: "Memory the engine's unused instance slots keep resident (reset in place rather than given back).",
+};
+
+/// The families written only by callers that know the runtime's pools: per plugin version, then for the
+/// process.
+pub const WITH_POOLS: [Family; 5] =
+    [PLUGIN_POOL_MAX, PLUGIN_POOL_TARGET, PLUGIN_POOL_READY, PLUGIN_POOL_MISSES, PLUGIN_POOL_MEMORY];
+pub const WITH_POOL_MEMORY: [Family; 3] = [RUNTIME_POOL_MEMORY, RUNTIME_POOL_BUDGET, RUNTIME_IDLE_SLOT_MEMORY];
 
 /// Every family above but [`WITH_LIMITS`] and [`WITH_POOLS`], in exposition order.
 pub const ALL: [Family; 15] = [
@@ -168,7 +201,7 @@ mod tests {
     #[test]
     fn metrics_md_matches() {
         let doc = include_str!("../METRICS.md");
-        for family in ALL.into_iter().chain(WITH_LIMITS).chain(WITH_POOLS) {
+        for family in ALL.into_iter().chain(WITH_LIMITS).chain(WITH_POOLS).chain(WITH_POOL_MEMORY) {
             let row = format!("| `{}` | {} |", family.name, family.kind.as_str());
             let line = doc.lines().find(|l| l.starts_with(&row)).unwrap_or_else(|| panic!("METRICS.md lacks {row}"));
             assert!(line.contains(family.help), "METRICS.md's help for {} differs: {line}", family.name);
@@ -176,7 +209,7 @@ mod tests {
         let rows = doc.lines().filter(|l| l.starts_with("| `")).count();
         assert_eq!(
             rows,
-            ALL.len() + WITH_LIMITS.len() + WITH_POOLS.len(),
+            ALL.len() + WITH_LIMITS.len() + WITH_POOLS.len() + WITH_POOL_MEMORY.len(),
             "METRICS.md lists families that names.rs does not"
         );
     }

@@ -64,9 +64,17 @@ async fn metrics_parse_as_prometheus_text_and_count_invocations() {
     assert!(sample("process_resident_memory_bytes", ValueType::Sample, &[]) > 0.0);
     assert!(sample("plugwatch_host_memory_total_bytes", ValueType::Sample, &[]) > 0.0);
     // A quick plugin keeps no pool: it instantiates on each call's path, which is no miss.
+    assert_eq!(sample("plugwatch_plugin_pool_max_instances", ValueType::Sample, &echo), 0.0);
     assert_eq!(sample("plugwatch_plugin_pool_target_instances", ValueType::Sample, &echo), 0.0);
     assert_eq!(sample("plugwatch_plugin_pool_ready_instances", ValueType::Sample, &echo), 0.0);
     assert_eq!(sample("plugwatch_plugin_pool_misses_total", ValueType::Sample, &echo), 0.0);
+    assert_eq!(sample("plugwatch_plugin_pool_memory_bytes", ValueType::Sample, &echo), 0.0);
+    // The process's pools against their budget: the configured one, and nothing held by the quick plugins.
+    let budget = plugwatch_runtime::RuntimeConfig::default().pool_memory_budget_bytes as f64;
+    assert_eq!(sample("plugwatch_runtime_pool_memory_budget_bytes", ValueType::Sample, &[]), budget);
+    assert_eq!(sample("plugwatch_runtime_pool_memory_bytes", ValueType::Sample, &[]), 0.0);
+    // What the engine's idle slots keep resident depends on what ran before: it is written, whatever it is.
+    sample("plugwatch_runtime_idle_slot_resident_bytes", ValueType::Sample, &[]);
 }
 
 #[tokio::test]
