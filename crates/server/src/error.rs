@@ -9,9 +9,7 @@
 
 use std::error::Error as StdError;
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use plugwatch_registry::RegistryError;
 use plugwatch_runtime::Outcome;
@@ -377,7 +375,7 @@ impl BodyLimits {
 
     /// Why reading the body failed: over the size limit, past the time limit, or malformed (`fallback`).
     pub fn read_error(&self, error: &(dyn StdError + 'static), fallback: impl FnOnce() -> String) -> ApiError {
-        if caused_by::<crate::serve::BodyTimeout>(error) {
+        if caused_by::<crate::frame::BodyTimeout>(error) {
             Problem::BodyTimeout { limit_secs: self.timeout_secs, setting: "http.body_timeout_secs" }.into()
         } else if caused_by::<http_body_util::LengthLimitError>(error)
             || caused_by::<axum::extract::rejection::LengthLimitError>(error)
@@ -412,10 +410,8 @@ fn is_multipart_limit(error: &(dyn StdError + 'static)) -> bool {
 /// Puts every error response into the API's shape: the ones produced below the handlers (axum's 405 and
 /// 404s, a body limit hit by an extractor of someone else's, a timeout) come without a JSON body. Runs
 /// around everything, so it also sees the pages' and the Swagger UI's responses.
-pub async fn json_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let upload = request.uri().path() == "/api/v1/plugins" && method == Method::POST;
-    let response = next.run(request).await;
+/// `upload` says whether the request was a plugin upload (whose body limit is its own).
+pub fn json_errors(state: &AppState, method: Method, upload: bool, response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -425,7 +421,7 @@ pub async fn json_errors(State(state): State<AppState>, request: Request, next: 
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let limits = if upload { BodyLimits::upload(&state) } else { BodyLimits::body(&state) };
+    let limits = if upload { BodyLimits::upload(state) } else { BodyLimits::body(state) };
     let error = match status {
         StatusCode::METHOD_NOT_ALLOWED => {
             Problem::MethodNotAllowed { method, allowed: response.headers().get(header::ALLOW).cloned() }.into()

@@ -15,6 +15,7 @@ mod demo;
 mod dto;
 mod error;
 mod extract;
+mod frame;
 mod live;
 mod ops;
 mod pages;
@@ -27,7 +28,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use plugwatch_access::Access;
 use plugwatch_alerts::Alerts;
 use plugwatch_registry::Registry;
@@ -144,37 +144,14 @@ pub fn app(state: AppState) -> Router {
         .merge(swagger_behind_login(state.clone(), swagger))
         .merge(pages::router())
         .merge(dashboard::router(state.clone()))
-        .fallback(fallback)
-        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), error::json_errors));
+        .fallback(fallback);
     // A span and two clock reads per request are a measurable share of a short invocation: the request
     // trace is only there when someone asked for it (`PLUGWATCH_LOG=tower_http=debug`). Failures are logged
     // where they happen either way.
-    let router = if tracing::enabled!(target: "tower_http::trace::on_response", tracing::Level::DEBUG) {
-        router.layer(TraceLayer::new_for_http())
-    } else {
-        router
-    };
-    let router = serve::with_body_deadline(router, Duration::from_secs(state.config.http.body_timeout_secs));
-    security_headers(router).with_state(state)
-}
-
-/// Headers every response carries, whoever produced it (API, pages, errors, probes, 401s, the fallback);
-/// a page that needs a looser Content-Security-Policy sets its own.
-fn security_headers(router: Router<AppState>) -> Router<AppState> {
-    use axum::http::{HeaderValue, header};
-    use tower_http::set_header::SetResponseHeaderLayer;
-    [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::CACHE_CONTROL, "no-store"),
-        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
-    ]
-    .into_iter()
-    .fold(router, |router, (name, value)| {
-        router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)))
-    })
+    let traced = tracing::enabled!(target: "tower_http::trace::on_response", tracing::Level::DEBUG);
+    let router = if traced { router.layer(TraceLayer::new_for_http()) } else { router };
+    // Around the routed application as one service (`frame.rs` says why it is not a layer of the router).
+    Router::new().fallback_service(frame::around(router.with_state(state.clone()), state))
 }
 
 /// A bound, ready server.

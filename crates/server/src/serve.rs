@@ -1,6 +1,6 @@
 //! Serving connections with time and count limits: hyper's connection builder with a header-read timeout,
-//! an idle keep-alive timeout, a cap on open connections (an accept loop bounded by a semaphore), a total
-//! deadline on reading each request body, and graceful shutdown that lets in-flight requests finish.
+//! an idle keep-alive timeout, a cap on open connections (an accept loop bounded by a semaphore), and
+//! graceful shutdown that lets in-flight requests finish. (Each request body's deadline is `frame.rs`'s.)
 //!
 //! `axum::serve` hides these settings, so the accept loop is ours. A connection over the cap is not
 //! accepted: it waits in the kernel's listen backlog until a connection closes (its client sees no error,
@@ -9,15 +9,13 @@
 //! `keep_alive_secs`, which must not exceed `header_timeout_secs`.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -26,62 +24,6 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::config::HttpConfig;
-
-/// The error a request body gives when it has not arrived in full within `http.body_timeout_secs`.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time")]
-pub struct BodyTimeout;
-
-pin_project_lite::pin_project! {
-    /// A request body that fails with [`BodyTimeout`] once its deadline has passed: a total limit on
-    /// reading it, not a limit on the pause between two pieces (which a trickle of one byte a second
-    /// would never hit).
-    pub struct DeadlineBody {
-        #[pin]
-        inner: Body,
-        #[pin]
-        deadline: tokio::time::Sleep,
-    }
-}
-
-impl DeadlineBody {
-    pub fn new(inner: Body, limit: Duration) -> Self {
-        DeadlineBody { inner, deadline: tokio::time::sleep(limit) }
-    }
-}
-
-impl http_body::Body for DeadlineBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        let this = self.project();
-        let frame = this.inner.poll_frame(cx);
-        if frame.is_pending() && this.deadline.poll(cx).is_ready() {
-            return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout))));
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Gives every request body its total deadline (a layer of the application, so that in-process tests see
-/// it too).
-pub fn with_body_deadline<S: Clone + Send + Sync + 'static>(router: Router<S>, limit: Duration) -> Router<S> {
-    router.layer(axum::middleware::map_request(move |request: Request| async move {
-        request.map(|body| Body::new(DeadlineBody::new(body, limit)))
-    }))
-}
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, tells every connection to
 /// finish its current request and close, and waits for them up to `drain_timeout` before closing the
