@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use plugwatch_runtime::{Limits, LoadOptions, LogSource, Outcome, Plugin, Prewarm, Runtime, thread_minor_faults};
+use plugwatch_runtime::{
+    Limits, LoadOptions, LogSource, Outcome, Plugin, Prewarm, Runtime, RuntimeConfig, thread_minor_faults,
+};
 
 use crate::support::*;
 
@@ -191,7 +193,10 @@ async fn a_slot_keeps_every_page_its_last_instance_wrote_resident() {
         eprintln!("this kernel has no PAGEMAP_SCAN (Linux 6.7): slots are reset in full, as documented");
         return;
     }
-    let runtime = runtime();
+    // A long epoch tick: on a busy machine the first call (256 faults) could outlast a 1 ms slice and
+    // continue on a guest thread, whose faults this thread does not count.
+    let runtime =
+        runtime_with(RuntimeConfig { epoch_tick: std::time::Duration::from_secs(5), ..RuntimeConfig::default() });
     let plugin = runtime.load(component(SCATTERED_WRITES, ""), LoadOptions::default()).await.unwrap();
     assert_eq!(plugin.prewarm_target(), 0, "instantiated on the calling thread, its store dropped there");
     let mut faults = Vec::new();
