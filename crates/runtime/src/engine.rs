@@ -43,10 +43,7 @@ pub struct RuntimeConfig {
     pub max_in_flight: u32,
     /// Where compiled components are cached, keyed by content hash and engine version.
     pub cache_dir: Option<PathBuf>,
-    /// A plugin whose instantiation takes longer than this (of CPU, after the first) gets pre-instantiated
-    /// instances ([`Prewarm::Auto`]). The hand-off to the refill thread costs a pooled invocation ~12 µs:
-    /// WAT and Rust plugins instantiate in a few µs and stay on the caller's path; JavaScript and Python
-    /// guests take 0.2 ms and more, a cost the pool takes off the path.
+    /// A plugin whose instantiation takes longer than this gets pre-instantiated instances ([`Prewarm::Auto`]).
     pub prewarm_threshold: Duration,
     /// The most pre-instantiated instances such a plugin keeps ready. How many it keeps follows its demand:
     /// one more after each invocation that found the pool empty, one fewer after a window in which one was
@@ -88,7 +85,7 @@ impl Default for RuntimeConfig {
             max_plugin_bytes: 64 << 20,
             max_in_flight: 256,
             cache_dir: None,
-            prewarm_threshold: Duration::from_micros(50),
+            prewarm_threshold: Duration::from_micros(200),
             prewarm_instances: 4,
             pool_idle_after: Duration::from_secs(60),
             pool_memory_budget_bytes: 256 << 20,

@@ -9,7 +9,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::admission::{Slot, Slots};
 use crate::bindings::{self, PluginPre};
-use crate::cpu::{Execution, Metered, thread_cpu_time, thread_minor_faults};
+use crate::cpu::{Execution, Metered, thread_minor_faults};
 use crate::engine::{LoadOptions, Prewarm, Shared};
 use crate::error::LoadError;
 use crate::executor::Group;
@@ -108,9 +108,8 @@ impl Plugin {
         let limits = options.limits;
         // A trial instantiation proves the component starts within its limits and measures its cold start. A
         // second one measures what instantiating costs from then on (the first also pays one-off costs such
-        // as faulting in the code), in CPU time, so that a busy machine preempting the load does not decide:
-        // only a plugin slow to instantiate even then is worth pre-instantiating, which costs a hand-off to
-        // another thread per invocation.
+        // as faulting in the code): only a plugin slow to instantiate even then is worth pre-instantiating,
+        // which costs a hand-off to another thread per invocation.
         let mut trial = trial_instantiation(&shared, &config, &limits, &pre).await?;
         let cold_start = trial.took;
         let max = match options.prewarm {
@@ -118,7 +117,7 @@ impl Plugin {
             Prewarm::Instances(n) => n,
             Prewarm::Auto if cold_start > shared.config.prewarm_threshold => {
                 trial = trial_instantiation(&shared, &config, &limits, &pre).await?;
-                if trial.cpu > shared.config.prewarm_threshold { shared.config.prewarm_instances } else { 0 }
+                if trial.took > shared.config.prewarm_threshold { shared.config.prewarm_instances } else { 0 }
             }
             Prewarm::Auto => 0,
         };
@@ -607,10 +606,9 @@ impl WarmPool {
     }
 }
 
-/// What one trial instantiation took (on the wall clock, and of the thread's CPU), and what it faulted in.
+/// What one trial instantiation took, and what it faulted in.
 struct Trial {
     took: Duration,
-    cpu: Duration,
     bytes: u64,
 }
 
@@ -623,7 +621,6 @@ async fn trial_instantiation(
 ) -> Result<Trial, LoadError> {
     let _active = shared.ticker.active();
     let started = Instant::now();
-    let cpu = thread_cpu_time();
     let mut store = new_store(shared, config, limits, started, started + PREWARM_DEADLINE.max(limits.timeout));
     let (instance, bytes) = instantiate_counted(pre, &mut store).await;
     instance.map_err(|e| {
@@ -633,7 +630,7 @@ async fn trial_instantiation(
             LoadError::Instantiation(format!("{e:#}"))
         }
     })?;
-    Ok(Trial { took: started.elapsed(), cpu: thread_cpu_time().saturating_sub(cpu), bytes })
+    Ok(Trial { took: started.elapsed(), bytes })
 }
 
 /// Instantiates into `store`, and says how much memory that faulted in on this thread: what the instance

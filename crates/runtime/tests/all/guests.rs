@@ -84,15 +84,6 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn both_interpreted_examples_get_a_pool_of_their_own() {
-    let runtime = runtime();
-    for example in ["promo-discount", "loyalty-points"] {
-        let plugin = runtime.load(committed_example(example), LoadOptions::default()).await.unwrap();
-        assert_eq!(plugin.prewarm_max(), runtime.config().prewarm_instances, "{example}: {:?}", plugin.cold_start());
-    }
-}
-
-#[tokio::test]
 async fn slow_to_instantiate_plugins_are_prewarmed_and_served_from_the_pool() {
     let runtime = runtime();
     let plugin = runtime.load(committed_example("promo-discount"), LoadOptions::default()).await.unwrap();
