@@ -184,8 +184,8 @@ impl Plugin {
         self.inner.warm.lock().len()
     }
 
-    /// The pool of pre-instantiated instances: its target, what is ready, and the invocations that found it
-    /// empty.
+    /// The pool of pre-instantiated instances: its maximum and target, what is ready and the memory it holds,
+    /// and the invocations that found it empty.
     pub fn pool(&self) -> plugwatch_model::PoolStats {
         let warm = &self.inner.warm;
         plugwatch_model::PoolStats {
@@ -466,7 +466,9 @@ impl Inner {
             loop {
                 tokio::time::sleep(window).await;
                 let Some(inner) = weak.upgrade() else { return };
-                if !inner.warm.resize(&inner.shared, idle_windows) {
+                let busy = inner.warm.resize(&inner.shared, idle_windows);
+                inner.refill();
+                if !busy {
                     inner.warm.sizing.store(false, Ordering::Release);
                     // A draw between the last window and the store would have found the task running.
                     if inner.warm.window_draws.load(Ordering::Acquire) == 0
@@ -575,7 +577,8 @@ impl WarmPool {
         shared.pool_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// One sizing window's decision (see [`WarmPool`]); false once the pool is idle and empty.
+    /// One sizing window's decision (see [`WarmPool`]); false once the pool is idle and empty. Instances
+    /// over the new target join the spent stores, for the refill to drop off the async workers.
     fn resize(&self, shared: &Shared, idle_after_windows: u64) -> bool {
         let draws = self.window_draws.swap(0, Ordering::AcqRel);
         let misses = self.window_misses.swap(0, Ordering::Relaxed);
@@ -601,7 +604,7 @@ impl WarmPool {
             ready.drain(keep..).collect()
         };
         self.release(shared, surplus.iter().map(|w| w.bytes).sum());
-        drop(surplus);
+        self.spent().extend(surplus.into_iter().map(|w| w.store));
         target > 0
     }
 }
