@@ -131,10 +131,7 @@ async fn slow_to_instantiate_plugins_are_prewarmed_and_served_from_the_pool() {
 
 #[tokio::test]
 async fn an_idle_plugin_gives_its_pool_back_and_the_next_invocation_starts_it_again() {
-    let config = plugwatch_runtime::RuntimeConfig {
-        pool_idle_after: std::time::Duration::from_millis(200),
-        ..plugwatch_runtime::RuntimeConfig::default()
-    };
+    let config = RuntimeConfig { pool_idle_after: std::time::Duration::from_millis(200), ..RuntimeConfig::default() };
     let runtime = runtime_with(config);
     let options = LoadOptions {
         config: [("points_per_1000".to_owned(), "20".to_owned())].into(),
