@@ -306,11 +306,14 @@ impl Inner {
                 (store, instance, Duration::ZERO)
             }
             None => {
+                // Timed from here, not from admission: a call that waited for a guest thread has that wait
+                // in `queued` already, and counting it here too made the parts add up to more than the whole.
+                let began = Instant::now();
                 let mut store = new_store(&self.shared, &self.config, &self.limits, start, deadline);
                 store.data_mut().execution = Some((execution, self.limits.timeout));
                 match self.pre.instantiate_async(&mut store).await {
-                    Ok(instance) => (store, instance, start.elapsed()),
-                    Err(error) => return (Err(error), store, start.elapsed()),
+                    Ok(instance) => (store, instance, began.elapsed()),
+                    Err(error) => return (Err(error), store, began.elapsed()),
                 }
             }
         };
