@@ -11,7 +11,7 @@ use core::ops::{Add, Range, Sub};
 use wasmtime_core::error::OutOfMemory;
 #[cfg(feature = "component-model")]
 use wasmtime_environ::component::ComponentTypes;
-use wasmtime_environ::{FuncKey, ModuleTypes, StaticModuleIndex};
+use wasmtime_environ::{DefinedFuncIndex, FuncKey, ModuleTypes, StaticModuleIndex};
 
 macro_rules! define_pc_kind {
     ($ty:ident) => {
@@ -426,6 +426,16 @@ impl<'a> ModuleWithCode<'a> {
     /// Provide the Module wrapped in this tuple.
     pub fn module(&self) -> &'a Module {
         self.module
+    }
+
+    /// Returns the slices of the text section at the array-to-wasm
+    /// trampoline and at the body of the defined function `index` (each
+    /// running to the end of the text: only their start is meant).
+    #[inline]
+    pub fn defined_function_entries(&self, index: DefinedFuncIndex) -> (&[u8], &[u8]) {
+        let (array, wasm) = self.module.compiled_module().defined_func_starts(index);
+        let text = self.store_code.text();
+        (&text[array..], &text[wasm..])
     }
 
     /// Returns the slice in the text section of the function that

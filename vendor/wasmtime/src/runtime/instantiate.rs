@@ -25,7 +25,15 @@ pub struct CompiledModule {
     index: Arc<CompiledFunctionsTable>,
     /// Sorted list, by function index, of names we have for this module.
     func_names: Vec<FunctionName>,
+    /// For each defined function, the text-section offsets of its array-to-wasm trampoline and of its
+    /// body (`NO_FUNC` where it has none), found once here: every instantiation initialises a funcref
+    /// for each function it exports or references, and looking both up in `index` took two searches
+    /// each (plugwatch's change, see `vendor/README.md` in plugwatch).
+    defined_func_starts: Vec<[u32; 2]>,
 }
+
+/// `CompiledModule::defined_func_starts`'s mark for a function without that entry point.
+const NO_FUNC: u32 = u32::MAX;
 
 impl CompiledModule {
     /// Creates `CompiledModule` directly from a precompiled artifact.
@@ -51,13 +59,25 @@ impl CompiledModule {
         index: Arc<CompiledFunctionsTable>,
         profiler: &dyn ProfilingAgent,
     ) -> Result<Self> {
+        let module: Arc<Module> = try_new::<Arc<_>>(info.module)?;
+        let start = |key| index.func_loc(key).map_or(NO_FUNC, |loc| loc.start);
+        let defined_func_starts = module
+            .defined_func_indices()
+            .map(|i| {
+                [
+                    start(FuncKey::ArrayToWasmTrampoline(module.module_index, i)),
+                    start(FuncKey::DefinedWasmFunction(module.module_index, i)),
+                ]
+            })
+            .collect();
         let mut ret = Self {
             unique_id: CompiledModuleId::new(),
             engine_code,
-            module: try_new::<Arc<_>>(info.module)?,
+            module,
             meta: info.meta,
             index,
             func_names: info.func_names,
+            defined_func_starts,
         };
         ret.register_profiling(profiler)?;
 
@@ -119,6 +139,19 @@ impl CompiledModule {
             let key = FuncKey::DefinedWasmFunction(self.module_index(), i);
             (i, self.function_range(key))
         })
+    }
+
+    /// Returns the offsets in the text section of the array-to-wasm
+    /// trampoline and of the body of the defined function `index`: what
+    /// `function_range` gives for their keys, without searching.
+    #[inline]
+    pub fn defined_func_starts(&self, index: DefinedFuncIndex) -> (usize, usize) {
+        let [array, wasm] = self.defined_func_starts[index.as_u32() as usize];
+        assert!(
+            array != NO_FUNC && wasm != NO_FUNC,
+            "defined function should be present"
+        );
+        (usize::try_from(array).unwrap(), usize::try_from(wasm).unwrap())
     }
 
     /// Returns the offset in the text section of the function that `key`

@@ -880,18 +880,12 @@ impl Instance {
         let func = &module.functions[index];
         let type_index = func.signature.unwrap_engine_type_index();
         let vmctx_offset = self.offsets().vmctx_func_ref(func.func_ref);
-        let array_to_wasm_key = FuncKey::ArrayToWasmTrampoline(module.module_index, def_index);
-        let wasm_key = FuncKey::DefinedWasmFunction(module.module_index, def_index);
-        // SAFETY: the type/offset/keys here are all valid for the defined
-        // function at `def_index`.
+        // SAFETY: the type/offset/entry points here are all valid for the
+        // defined function at `def_index`.
         unsafe {
-            self.initialize_and_return_funcref(
-                registry,
-                type_index,
-                vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
-            )
+            self.initialize_and_return_funcref(registry, type_index, vmctx_offset, |code| {
+                code.defined_function_entries(def_index)
+            })
         }
     }
 
@@ -912,13 +906,9 @@ impl Instance {
         // SAFETY: the type/offset/keys here are all valid for the module
         // startup function.
         unsafe {
-            self.initialize_and_return_funcref(
-                registry,
-                type_index,
-                vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
-            )
+            self.initialize_and_return_funcref(registry, type_index, vmctx_offset, |code| {
+                (code.function(array_to_wasm_key), code.function(wasm_key))
+            })
         }
     }
 
@@ -936,8 +926,7 @@ impl Instance {
         registry: &ModuleRegistry,
         type_index: VMSharedTypeIndex,
         vmctx_offset: u32,
-        array_to_wasm_key: FuncKey,
-        wasm_key: FuncKey,
+        entries: impl for<'b> FnOnce(&'b ModuleWithCode<'_>) -> (&'b [u8], &'b [u8]),
     ) -> Option<NonNull<VMFuncRef>> {
         // For now, we eagerly initialize an funcref struct in-place whenever
         // asked for a reference to it. This is mostly fine, because in practice
@@ -967,14 +956,12 @@ impl Instance {
         )
         .expect("module not in store");
 
-        let array_call =
-            VmPtr::from(NonNull::from(module_with_code.function(array_to_wasm_key)).cast());
+        let (array_to_wasm, wasm) = entries(&module_with_code);
+        let array_call = VmPtr::from(NonNull::from(array_to_wasm).cast());
 
         let wasm_call = Some(VmPtr::from(
             NonNull::new(
-                module_with_code
-                    .function(wasm_key)
-                    .as_ptr()
+                wasm.as_ptr()
                     .cast::<VMWasmCallFunction>()
                     .cast_mut(),
             )
