@@ -156,7 +156,8 @@ pub struct Invocation {
     pub wall: Duration,
     /// Time spent waiting for a concurrency slot.
     pub queued: Duration,
-    /// Time spent instantiating on the request path (zero when a pre-instantiated instance was used).
+    /// Time spent instantiating on the request path (zero when a pre-instantiated instance was used): its
+    /// execution, without any wait for a thread (that is in `queued`).
     pub instantiate: Duration,
     /// CPU time consumed by the threads executing this invocation.
     pub cpu: Duration,

@@ -84,6 +84,11 @@ impl Execution {
         }
     }
 
+    /// Execution time so far: the ended polls and the one under way (when called from inside it).
+    pub(crate) fn so_far(&self) -> Duration {
+        self.cpu() + self.current_slice()
+    }
+
     /// CPU time of all ended polls.
     pub(crate) fn cpu(&self) -> Duration {
         Duration::from_nanos(self.executed.load(Relaxed))

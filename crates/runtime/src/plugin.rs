@@ -306,14 +306,16 @@ impl Inner {
                 (store, instance, Duration::ZERO)
             }
             None => {
-                // Timed from here, not from admission: a call that waited for a guest thread has that wait
-                // in `queued` already, and counting it here too made the parts add up to more than the whole.
-                let began = Instant::now();
+                // Instantiation is the first thing this future executes, so its time is the execution so
+                // far, which leaves out any wait for a guest thread: that is in `queued` already (timing it
+                // from admission counted such a wait twice, and the parts added up to more than the whole).
                 let mut store = new_store(&self.shared, &self.config, &self.limits, start, deadline);
-                store.data_mut().execution = Some((execution, self.limits.timeout));
-                match self.pre.instantiate_async(&mut store).await {
-                    Ok(instance) => (store, instance, began.elapsed()),
-                    Err(error) => return (Err(error), store, began.elapsed()),
+                store.data_mut().execution = Some((execution.clone(), self.limits.timeout));
+                let instantiated = self.pre.instantiate_async(&mut store).await;
+                let instantiate = execution.so_far();
+                match instantiated {
+                    Ok(instance) => (store, instance, instantiate),
+                    Err(error) => return (Err(error), store, instantiate),
                 }
             }
         };
